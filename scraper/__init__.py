@@ -1,0 +1,36 @@
+"""scraper: a concurrent web scraper.
+
+The layers, top to bottom (each imports only those below it):
+
+    cli                 flags -> Config -> Scraper.run; progress, exit codes
+    pipeline            Scraper: producer -> queue -> fetchers -> batches -> parse -> sink
+    fetch, robots,      one request and its limits; robots.txt; the crawl's state;
+    limits, frontier,   records out and back in
+    sinks, stats
+    parse               bytes -> fields, in worker processes (never imports aiohttp)
+    config, page,       the small shared rooms
+    urls, errors
+"""
+
+from .config import Config, load_config
+from .errors import ConfigError, OutputError, OutputExistsError, ScraperError, UsageError
+from .page import Page, PageError
+from .pipeline import Scraper, scrape
+from .stats import Stats
+from .version import __version__
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "OutputError",
+    "OutputExistsError",
+    "Page",
+    "PageError",
+    "Scraper",
+    "ScraperError",
+    "Stats",
+    "UsageError",
+    "__version__",
+    "load_config",
+    "scrape",
+]

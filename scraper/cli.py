@@ -1,0 +1,146 @@
+"""The command line: flags -> Config -> Scraper.run; progress, summary, exit codes.
+
+Exit status: 0 the run finished; 1 a fatal error (the output cannot be
+written); 2 a usage or configuration error; 130 after SIGINT and 143 after
+SIGTERM, once the output is flushed and stats.json written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from .config import load_config
+from .errors import ConfigError, OutputError, UsageError
+from .pipeline import Scraper
+from .progress import Progress, summary
+from .version import __version__
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # one line, not the usage block: the user sees what is wrong at once
+        self.exit(2, f"scraper: error: {message} (see --help)\n")
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def _non_negative(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m scraper",
+        description="Fetch every URL in URLS_FILE (and the pages they link to, with --depth), "
+        "parse each HTML page, and write one record per URL to DIR/pages.jsonl.",
+    )
+    p.add_argument("urls_file", metavar="URLS_FILE", help='one URL a line; "-" reads standard input')
+    p.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml when it exists)")
+    p.add_argument("--output", metavar="DIR", help="output folder (overrides [output].dir)")
+    p.add_argument("--format", choices=("jsonl", "csv"), help="output format (overrides [output].format)")
+    p.add_argument("--concurrency", type=_positive, metavar="N", help="requests in flight in all ([fetch].concurrency)")
+    p.add_argument("--per-host", type=_positive, metavar="N", help="requests in flight to one host ([fetch].per_host)")
+    p.add_argument("--depth", type=_non_negative, metavar="N", help="follow links N hops ([crawl].depth)")
+    p.add_argument("--max-pages", type=_non_negative, metavar="N", help="start at most N page fetches, 0: no limit")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the crawl whose output is in DIR")
+    mode.add_argument("--overwrite", action="store_true", help="start over, replacing DIR's output")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="print only fatal errors")
+    loud.add_argument("-v", "--verbose", action="store_true", help="also print a line per page")
+    p.add_argument("--version", action="version", version=f"scraper {__version__}")
+    return p
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"scraper: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config_path = args.config
+    if config_path is None and Path("config.toml").is_file():
+        config_path = "config.toml"
+    try:
+        config = load_config(
+            config_path,
+            output=args.output,
+            format=args.format,
+            concurrency=args.concurrency,
+            per_host=args.per_host,
+            depth=args.depth,
+            max_pages=args.max_pages,
+        )
+    except ConfigError as e:
+        return _fail(2, str(e))
+    try:
+        return asyncio.run(_run(args, config))
+    except KeyboardInterrupt:  # a signal before the handlers were installed
+        return 130
+
+
+async def _run(args: argparse.Namespace, config: object) -> int:
+    scraper = Scraper(config)  # type: ignore[arg-type]
+    progress = None if args.quiet else Progress(verbose=args.verbose)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal(signum: int) -> None:
+        if scraper.interrupted_by is not None:
+            os._exit(128 + scraper.interrupted_by)  # a second signal: now, leaving whole lines
+        if not args.quiet:
+            print(
+                f"\nscraper: {signal.Signals(signum).name}: finishing requests in flight, then stopping "
+                "(again to quit now)",
+                file=sys.stderr,
+            )
+        scraper.interrupt(signum)
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with scraper:
+            stats = await scraper.run(
+                args.urls_file, resume=args.resume, overwrite=args.overwrite, progress=progress
+            )
+    except (UsageError, ConfigError) as e:
+        return _fail(2, str(e))
+    except OutputError as e:
+        return _fail(1, str(e))
+    except Exception as e:  # a bug: say it on one line (the whole traceback with -v)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(1, f"internal error: {type(e).__name__}: {e}")
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+    if not args.quiet:
+        print(summary(stats), file=sys.stderr)
+    if scraper.interrupted_by is not None:
+        return 128 + scraper.interrupted_by
+    return 0

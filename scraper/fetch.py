@@ -1,0 +1,387 @@
+"""One request: limits, redirects, caps, retries and the mapping of failures to error kinds.
+
+Retry policy (tenacity): a status in `[retry].statuses`, a connection error,
+a timeout or a `protocol` error is tried again, up to `attempts` tries in
+all. The wait doubles from `backoff` with jitter, capped at `max_backoff`; a
+server's `Retry-After` (seconds or an HTTP date) replaces it, under the same
+cap. Other 4xx, `too_large`, `tls`, `blocked` and redirect loops are final:
+trying again would only repeat them. A URL waiting out its backoff holds no
+slot of any kind.
+
+Every attempt follows redirects by hand, so that each hop is checked (only
+http and https; no hop from a public host to a private address) and each hop
+counts against its own host's limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt, wait_exponential_jitter
+from yarl import URL
+
+from .config import Config
+from .limits import Limiter
+from .page import PageError, now_iso
+from .urls import normalize
+
+__all__ = ["BlockedAddressError", "FetchResult", "Fetcher", "is_public_address"]
+
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+_RETRYABLE_KINDS = frozenset(("dns", "connect", "timeout", "protocol"))
+_CHUNK = 64 * 1024
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """What came of fetching one URL (all attempts, all redirect hops)."""
+
+    url: str
+    final_url: str | None = None
+    status: int | None = None
+    ok: bool = False
+    content_type: str | None = None  # the whole header, parameters included
+    body: bytes | None = None
+    size: int = 0
+    attempts: int = 0
+    elapsed_ms: int = 0
+    fetched_at: str = ""
+    error: PageError | None = None
+    retry_after: float | None = None
+    peer_private: bool = False  # the final hop connected to a non-public address
+
+    @property
+    def media_type(self) -> str | None:
+        if not self.content_type:
+            return None
+        return self.content_type.split(";", 1)[0].strip().lower() or None
+
+
+class BlockedAddressError(Exception):
+    """A host resolved only to addresses the crawl may not connect to."""
+
+
+def is_public_address(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class _PublicOnlyResolver(AbstractResolver):
+    """Drops non-public addresses, so that DNS cannot point a public name at 127.0.0.1.
+
+    The check is on the addresses the connector will actually connect to, not on
+    an earlier lookup that the DNS server could answer differently.
+    """
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        public = [r for r in results if is_public_address(r["host"])]
+        if results and not public:
+            raise BlockedAddressError(f"{host} resolves to a non-public address ({results[0]['host']})")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class _Retry(Exception):
+    pass
+
+
+class Fetcher:
+    """Fetches URLs under the crawl's limits; one per run, around two shared sessions.
+
+    One session may connect anywhere (for seeds on loopback or private
+    addresses and the links found from them); the other refuses non-public
+    addresses at connect time.
+    """
+
+    def __init__(self, config: Config, limiter: Limiter) -> None:
+        self.config = config
+        self.limiter = limiter
+        f = config.fetch
+        self._timeout = aiohttp.ClientTimeout(total=f.timeout, connect=f.connect_timeout)
+        self._headers = {"User-Agent": f.user_agent, **f.headers}
+        self._ssl: bool | ssl.SSLContext = True if f.verify_tls else False
+        self._proxy = f.proxy or None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._private_hosts: dict[str, bool] = {}
+
+    async def __aenter__(self) -> Fetcher:
+        for allow_private in (True, False):
+            connector = aiohttp.TCPConnector(
+                limit=0,  # the Limiter caps requests in flight; a second cap here would only hide bugs
+                ssl=self._ssl,
+                resolver=None if allow_private else _PublicOnlyResolver(),
+                ttl_dns_cache=300,
+            )
+            self._sessions[allow_private] = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=self._timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=True,
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for session in self._sessions.values():
+            await session.close()
+
+    async def is_private_host(self, host: str) -> bool:
+        """Whether a seed's host is a loopback, private or link-local address (or resolves to one)."""
+        cached = self._private_hosts.get(host)
+        if cached is not None:
+            return cached
+        try:
+            ipaddress.ip_address(host)
+            private = not is_public_address(host)
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+                private = any(not is_public_address(info[4][0]) for info in infos)
+            except OSError:
+                private = False
+        self._private_hosts[host] = private
+        return private
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        allow_private: bool,
+        max_redirects: int | None = None,
+        max_bytes: int | None = None,
+        truncate: bool = False,
+    ) -> FetchResult:
+        """Fetch `url` with retries. Never raises for a network or HTTP failure: see `.error`."""
+        r = self.config.retry
+        backoff = wait_exponential_jitter(initial=r.backoff, max=r.max_backoff, jitter=r.backoff)
+
+        def wait(state: RetryCallState) -> float:
+            result: FetchResult = state.outcome.result()  # type: ignore[union-attr]
+            if result.retry_after is not None:
+                return min(result.retry_after, r.max_backoff)
+            return backoff(state)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(r.attempts),
+            wait=wait,
+            retry=retry_if_result(self._retryable),
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        )
+        attempts = 0
+
+        async def attempt() -> FetchResult:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(
+                url,
+                allow_private=allow_private,
+                max_redirects=self.config.fetch.max_redirects if max_redirects is None else max_redirects,
+                max_bytes=self.config.fetch.max_bytes if max_bytes is None else max_bytes,
+                truncate=truncate,
+            )
+
+        result: FetchResult = await retrying(attempt)
+        result.attempts = attempts
+        return result
+
+    def _retryable(self, result: FetchResult) -> bool:
+        if result.error is None:
+            return False
+        if result.error.kind == "http":
+            return result.status in self.config.retry.statuses
+        return result.error.kind in _RETRYABLE_KINDS
+
+    async def _attempt(
+        self,
+        url: str,
+        *,
+        allow_private: bool,
+        max_redirects: int,
+        max_bytes: int,
+        truncate: bool,
+    ) -> FetchResult:
+        result = FetchResult(url=url)
+        current = url
+        started = time.monotonic()
+        try:
+            for hop in range(max_redirects + 1):
+                target = URL(current)
+                host = target.host or ""
+                if not allow_private and _is_ip(host) and not is_public_address(host):
+                    return _fail(result, "blocked", f"refused to connect to non-public address {host}")
+                location = await self._hop(result, current, target, host, allow_private, max_bytes, truncate)
+                if location is None:
+                    return result
+                nxt = _redirect_target(current, location)
+                if nxt is None:
+                    return _fail(result, "blocked", f"redirect to a non-http(s) URL refused: {location[:200]}")
+                if hop == max_redirects:
+                    break
+                current = nxt
+            return _fail(result, "too_many_redirects", f"more than {max_redirects} redirects")
+        finally:
+            result.elapsed_ms = int((time.monotonic() - started) * 1000)
+            result.fetched_at = now_iso()
+
+    async def _hop(
+        self,
+        result: FetchResult,
+        url: str,
+        target: URL,
+        host: str,
+        allow_private: bool,
+        max_bytes: int,
+        truncate: bool,
+    ) -> str | None:
+        """One request. Returns the Location to follow, or None when `result` is final."""
+        session = self._sessions[allow_private]
+        result.final_url = url
+        result.status = None
+        result.content_type = None
+        result.body = None
+        result.size = 0
+        result.error = None
+        result.retry_after = None
+        result.ok = False
+        async with self.limiter.request(host):
+            try:
+                async with asyncio.timeout(self.config.fetch.timeout + 1):  # a guard over aiohttp's own
+                    async with session.get(target, allow_redirects=False, proxy=self._proxy) as resp:
+                        result.status = resp.status
+                        result.content_type = resp.headers.get("Content-Type")
+                        if resp.status in _REDIRECTS and "Location" in resp.headers:
+                            return resp.headers["Location"]
+                        ok = 200 <= resp.status < 300
+                        if not ok:
+                            result.retry_after = _retry_after(resp.headers.get("Retry-After"))
+                            _fail(result, "http", f"HTTP {resp.status}")
+                            return None
+                        declared = resp.content_length
+                        if declared is not None and declared > max_bytes and not truncate:
+                            _fail(result, "too_large", f"Content-Length {declared} exceeds max_bytes {max_bytes}")
+                            return None
+                        body = await _read_capped(resp, max_bytes, truncate)
+                        if body is None:
+                            _fail(result, "too_large", f"body exceeds max_bytes {max_bytes}")
+                            return None
+                        result.body = body
+                        result.size = len(body)
+                        result.ok = ok
+                        return None
+            except BlockedAddressError as e:
+                _fail(result, "blocked", str(e))
+            except aiohttp.ClientConnectorDNSError as e:
+                _fail(result, "dns", f"cannot resolve {host}: {_reason(e)}")
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as e:
+                _fail(result, "tls", f"TLS failure with {host}: {_reason(e)}")
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
+                what = "connecting" if isinstance(e, aiohttp.ConnectionTimeoutError) else "request"
+                _fail(result, "timeout", f"{what} timed out after {self._limit_for(e)} s")
+            except aiohttp.ClientConnectorError as e:
+                _fail(result, "connect", f"cannot connect to {host}: {_reason(e)}")
+            except aiohttp.ClientPayloadError as e:
+                _fail(result, "protocol", f"broken response body: {_reason(e)}")
+            except aiohttp.ServerDisconnectedError:
+                if result.status is None:
+                    _fail(result, "connect", f"{host} closed the connection without a response")
+                else:
+                    _fail(result, "protocol", "connection closed before the body was complete")
+            except aiohttp.ClientResponseError as e:  # the parser rejected the response head
+                _fail(result, "protocol", f"malformed response: {e.message}"[:300])
+            except (aiohttp.InvalidURL, ValueError) as e:
+                _fail(result, "protocol", f"unusable URL: {e}"[:300])
+            except (aiohttp.ClientOSError, OSError) as e:
+                if result.status is None:
+                    _fail(result, "connect", f"connection to {host} failed: {_reason(e)}")
+                else:
+                    _fail(result, "protocol", f"connection failed while reading: {_reason(e)}")
+            except aiohttp.ClientError as e:
+                _fail(result, "protocol", f"{type(e).__name__}: {e}"[:300])
+        return None
+
+    def _limit_for(self, e: BaseException) -> float:
+        if isinstance(e, aiohttp.ConnectionTimeoutError):
+            return self.config.fetch.connect_timeout
+        return self.config.fetch.timeout
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, truncate: bool) -> bytes | None:
+    """The decoded body, or None when it passes `max_bytes` (cut to `max_bytes` when `truncate`)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            if truncate:
+                chunks.append(chunk[: len(chunk) - (size - max_bytes)])
+                break
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _fail(result: FetchResult, kind: str, message: str) -> FetchResult:
+    result.ok = False
+    result.error = PageError(kind, message)
+    result.body = None
+    result.size = 0
+    return result
+
+
+def _reason(e: BaseException) -> str:
+    inner = getattr(e, "os_error", None) or e.__cause__ or e
+    text = getattr(inner, "strerror", None) or str(inner) or type(inner).__name__
+    return str(text)[:200]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _redirect_target(current: str, location: str) -> str | None:
+    try:
+        joined = URL(current).join(URL(location.strip()))
+    except (ValueError, TypeError, UnicodeError):
+        return None
+    return normalize(joined)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+

@@ -1,0 +1,90 @@
+"""Per-host concurrency and delay, and the global cap on requests in flight.
+
+The order of acquisition is the point of this module. A request first waits
+for its host (a free `per_host` slot, then the host's `delay` since the last
+start), and only then takes one of the `concurrency` global slots. So a URL
+waiting on a slow or rate-limited host holds no global slot, and the other
+hosts go on at full speed: no head-of-line blocking.
+
+`delay` is measured between request *starts*, and a start is when the global
+slot is in hand: the host's gate stays closed until then, so two requests to
+one host can never start closer together than `delay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+__all__ = ["Limiter", "LimiterClosed"]
+
+
+class LimiterClosed(Exception):
+    """The run is stopping: no new request may start."""
+
+
+class _Host:
+    __slots__ = ("slots", "gate", "next_start", "delay")
+
+    def __init__(self, per_host: int, delay: float) -> None:
+        self.slots = asyncio.Semaphore(per_host)
+        self.gate = asyncio.Lock()
+        self.next_start = 0.0
+        self.delay = delay
+
+
+class Limiter:
+    """`concurrency` requests in flight in all, `per_host` to one host, `delay` between starts."""
+
+    def __init__(self, concurrency: int, per_host: int, delay: float) -> None:
+        self._global = asyncio.Semaphore(concurrency)
+        self._per_host = per_host
+        self._delay = delay
+        self._hosts: dict[str, _Host] = {}
+        self.in_flight = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """Refuse every request that has not started yet (an interrupt)."""
+        self.closed = True
+
+    def _host(self, host: str) -> _Host:
+        h = self._hosts.get(host)
+        if h is None:
+            h = self._hosts[host] = _Host(self._per_host, self._delay)
+        return h
+
+    def raise_delay(self, host: str, delay: float) -> None:
+        """Make `host`'s delay at least `delay` (robots.txt Crawl-delay)."""
+        h = self._host(host)
+        h.delay = max(h.delay, delay)
+
+    def delay_of(self, host: str) -> float:
+        h = self._hosts.get(host)
+        return h.delay if h is not None else self._delay
+
+    @asynccontextmanager
+    async def request(self, host: str) -> AsyncIterator[None]:
+        """Hold a host slot and a global slot for the duration of one request."""
+        h = self._host(host)
+        async with h.slots:
+            if h.delay > 0:
+                async with h.gate:
+                    wait = h.next_start - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    await self._global.acquire()
+                    h.next_start = time.monotonic() + h.delay
+            else:
+                await self._global.acquire()
+            if self.closed:
+                self._global.release()
+                raise LimiterClosed
+            self.in_flight += 1
+            try:
+                yield
+            finally:
+                self.in_flight -= 1
+                self._global.release()

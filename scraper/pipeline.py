@@ -1,0 +1,870 @@
+"""Scraper: producer -> bounded queue -> fetchers -> batches -> parse -> sink.
+
+How the parts meet, and why they cannot deadlock:
+
+* The **producer** is the only coroutine that puts into the bounded
+  `asyncio.Queue`. It reads the seeds lazily (a 10-million-line file never sits
+  in memory), then takes pending links from the frontier. Its `put` waiting on
+  a full queue is the backpressure that keeps memory flat.
+* The **dispatcher** takes URLs from the queue and starts a fetch task for
+  each, at most `2 * per_host` live for one host; the rest of a busy host's
+  URLs are parked per host, so one slow host never fills the pool. Fetch tasks
+  wait for their host before they take a global slot (see `limits`).
+* Fetch tasks never put into the queue: links they find go to the frontier's
+  pending set, which is unbounded. So however small the queue, a fetcher
+  always finishes, and the producer always gets to run again.
+* Fetched pages go through a second bounded queue to the **batcher**, which
+  takes what has piled up (up to `batch_size`) and parses it with
+  `asyncio.gather` over the process pool, one chunk per worker.
+* A page's links are added to the frontier before its record is written, and
+  the record before the page stops counting as outstanding: the crawl ends
+  when the seeds are read and nothing is outstanding, and a resumed crawl can
+  rebuild its frontier from the records alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import pickle
+import shutil
+import sys
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures.process import BrokenProcessPool
+from hashlib import sha256
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiofiles
+from yarl import URL
+
+from .config import Config
+from .errors import OutputError, OutputExistsError, UsageError
+from .fetch import Fetcher, FetchResult
+from .frontier import Frontier, Item, MemoryFrontier
+from .limits import Limiter, LimiterClosed
+from .page import Page, PageError, now_iso
+from .parse import ParseJob, Parser, is_html, parse_batch, worker_init
+from .robots import RobotsCache
+from .sinks import Sink, read_back, sink_path, truncate_torn
+from .stats import Stats, Tally
+from .urls import LinkFilter, host_key, normalize
+
+__all__ = ["GRACE_S", "Scraper", "scrape"]
+
+#: seconds that requests in flight get to finish after SIGINT/SIGTERM
+GRACE_S = 5.0
+#: URLs parked per run at most (waiting for a busy host) before the dispatcher waits
+PARK_CAP = 10_000
+
+_END: Any = object()
+Extract = Callable[[Any, Page], dict]
+
+
+class Progress(Protocol):
+    """What `Scraper.run` reports to (the CLI's progress bar and log)."""
+
+    def start(self, counts: Callable[[], tuple[int, int, int]]) -> None: ...
+    def page(self, page: Page) -> None: ...
+    def stop(self) -> None: ...
+
+
+def is_sitemap_url(url: str) -> bool:
+    """A seed whose URL names a sitemap is expanded into its URLs."""
+    name = url.rsplit("?", 1)[0].rsplit("/", 1)[-1].lower()
+    return "sitemap" in name and name.endswith((".xml", ".xml.gz"))
+
+
+class Scraper:
+    """The crawler. Use as `async with Scraper(config) as s:`; see `crawl` and `run`.
+
+    `extract(soup, page) -> dict` runs in the parse processes, so it must be a
+    module-level function (picklable by reference); its result is merged into
+    `page.fields`. `queue_size` bounds the queue between the producer and the
+    fetchers (default: twice `concurrency`); any size works, 1 included.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        extract: Extract | None = None,
+        queue_size: int | None = None,
+        frontier: Frontier | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config()
+        if extract is not None:
+            _check_extract(extract)
+        self.extract = extract
+        self.queue_size = queue_size or 2 * self.config.fetch.concurrency
+        if self.queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self._frontier = frontier
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._run: _Run | None = None
+        self.interrupted_by: int | None = None
+
+    @property
+    def workers(self) -> int:
+        return self.config.parse.workers or os.cpu_count() or 1
+
+    async def __aenter__(self) -> Scraper:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.get_running_loop().run_in_executor(None, _shutdown_pool, pool)
+
+    def _parser(self) -> Parser:
+        c = self.config
+        return Parser(
+            fields=c.parse.fields,
+            text=c.parse.text,
+            extract=self.extract,
+            link_filter=LinkFilter(c.crawl.same_host, c.crawl.allow, c.crawl.deny),
+        )
+
+    def pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["scraper.parse", "bs4", "lxml.etree", "yarl"])
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=worker_init, initargs=(self._parser(),)
+            )
+        return self._pool
+
+    def _restart_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def interrupt(self, signum: int = 2) -> None:
+        """Stop taking new URLs, let requests in flight finish (up to GRACE_S), then end the run."""
+        self.interrupted_by = signum
+        if self._run is not None:
+            self._run.stop(grace=GRACE_S)
+
+    # --- the library's two entry points ---------------------------------------
+
+    async def crawl(self, urls: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[Page]:
+        """Crawl `urls` (and the links they lead to, per `[crawl]`), yielding each Page.
+
+        Writes no files. Breaking out of the loop stops the crawl.
+        """
+        out: asyncio.Queue[Page | object] = asyncio.Queue(maxsize=256)
+
+        async def emit(page: Page) -> None:
+            await out.put(page)
+
+        run = _Run(self, emit, self._frontier or MemoryFrontier())
+        self._run = run
+        task = asyncio.create_task(run.execute(_numbered(urls)))
+        task.add_done_callback(lambda _: out.put_nowait(_END))
+        try:
+            while True:
+                page = await out.get()
+                if page is _END:
+                    break
+                yield page  # type: ignore[misc]
+            await task  # raises what the run raised
+        finally:
+            if not task.done():
+                run.stop(grace=0)
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+            self._run = None
+
+    async def run(
+        self,
+        source: str | os.PathLike[str] | Iterable[str] | AsyncIterable[str],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> Stats:
+        """Run the whole job as the CLI does: read `source`, write DIR/pages.*, DIR/stats.json.
+
+        `source` is a path to a urls file, "-" for standard input, or an iterable of URLs.
+        """
+        c = self.config
+        out_dir = Path(c.output.dir)
+        fmt = c.output.format
+        other_fmt = "csv" if fmt == "jsonl" else "jsonl"
+        path, other = sink_path(out_dir, fmt), sink_path(out_dir, other_fmt)
+
+        seeds = _open_source(source)  # fails early on a missing file
+        if resume and overwrite:
+            raise UsageError("--resume and --overwrite exclude each other")
+        if not resume and not overwrite:
+            for p in (path, other):
+                if p.exists():
+                    raise OutputExistsError(
+                        f"{p} already exists: use --resume to continue that crawl, or --overwrite to start over"
+                    )
+        if resume and other.exists() and not path.exists():
+            raise UsageError(f"{other} holds the crawl to resume: resume it with --format {other_fmt}")
+
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                for p in (path, other, out_dir / "stats.json"):
+                    p.unlink(missing_ok=True)
+                shutil.rmtree(out_dir / "html", ignore_errors=True)
+        except OSError as e:
+            raise OutputError(f"cannot prepare {out_dir}: {e.strerror or e}") from None
+
+        frontier = self._frontier or MemoryFrontier()
+        tally = Tally()
+        used = 0
+        resumed_links: list[Item] = []
+        if resume and path.exists():
+            records, good_end = read_back(path, fmt)
+            truncate_torn(path, good_end)
+            used, resumed_links = _rebuild(records, frontier, tally, c)
+
+        sink = Sink(path, fmt, c.parse.text)
+        await sink.open()
+        run = _Run(self, sink.write, frontier, tally=tally, budget_used=used, sink=sink, progress=progress)
+        self._run = run
+        if resumed_links:
+            await frontier.add_links(resumed_links)
+        error: BaseException | None = None
+        try:
+            await run.execute(seeds)
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            self._run = None
+            try:
+                await sink.close()
+            except OutputError as e:
+                if error is None:
+                    raise
+                error = e
+            stats = run.stats(interrupted=self.interrupted_by is not None or error is not None)
+            try:
+                stats.write(out_dir / "stats.json")
+            except OSError as e:
+                if error is None:
+                    raise OutputError(f"cannot write {out_dir / 'stats.json'}: {e.strerror or e}") from None
+        return stats
+
+
+class _Run:
+    """One execution of the pipeline."""
+
+    def __init__(
+        self,
+        scraper: Scraper,
+        emit: Callable[[Page], Awaitable[None]],
+        frontier: Frontier,
+        *,
+        tally: Tally | None = None,
+        budget_used: int = 0,
+        sink: Sink | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.s = scraper
+        self.c = scraper.config
+        self._emit_to = emit
+        self.frontier = frontier
+        self.tally = tally or Tally()
+        self.run_pages = 0
+        self.budget_used = budget_used
+        self.sink = sink
+        self.progress = progress
+        self.errors = 0
+        self.stopping = False
+        self._fatal: BaseException | None = None
+        self._lags: deque[float] = deque(maxlen=50_000)
+        self._started = time.monotonic()
+        self._started_at = now_iso()
+        self._fetch_tasks: set[asyncio.Task[None]] = set()
+        self._busy: set[asyncio.Task[None]] = set()  # fetch tasks with a request under way
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def execute(self, seeds: AsyncIterator[tuple[int, bytes | str]]) -> None:
+        c = self.c
+        self.limiter = Limiter(c.fetch.concurrency, c.fetch.per_host, c.fetch.delay)
+        self.queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=self.s.queue_size)
+        workers = self.s.workers
+        self.parse_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=c.parse.batch_size * (2 * workers + 1))
+        self._live = 0
+        self._host_live: dict[str, int] = defaultdict(int)
+        self._parked: dict[str, deque[Item]] = defaultdict(deque)
+        self._parked_total = 0
+        self._capacity = asyncio.Event()
+        self._max_live = max(64, 4 * c.fetch.concurrency)
+        self._host_cap = 2 * c.fetch.per_host
+        if self.budget_exhausted():
+            self.stopping = True
+            self.frontier.stop()
+        async with Fetcher(c, self.limiter) as fetcher:
+            self.fetcher = fetcher
+            self.robots = RobotsCache(fetcher, self.limiter, c.fetch.user_agent) if c.fetch.obey_robots else None
+            if self.progress is not None:
+                self.progress.start(self.counts)
+            helpers = [asyncio.create_task(self._watch_loop())]
+            if self.sink is not None:
+                helpers.append(asyncio.create_task(self._flush_periodically()))
+            try:
+                producer = asyncio.create_task(self._produce(seeds))
+                dispatcher = asyncio.create_task(self._dispatch())
+                batcher = asyncio.create_task(self._batch())
+                for task in (producer, dispatcher, batcher):
+                    task.add_done_callback(self._check_task)
+                await producer
+                await dispatcher
+                await self.parse_q.put(_END)
+                await batcher
+            finally:
+                for task in helpers:
+                    task.cancel()
+                if self.progress is not None:
+                    self.progress.stop()
+                self.limiter.close()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _check_task(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        e = task.exception()
+        if e is not None and self._fatal is None:
+            self._fatal = e
+            self.stop(grace=0)
+
+    def stop(self, grace: float) -> None:
+        if self.stopping and grace > 0:
+            return
+        self.stopping = True
+        self.frontier.stop()
+        self.limiter.close()
+        # URLs not yet under way are dropped now; those under way get the grace period
+        for task in list(self._fetch_tasks):
+            if task not in self._busy or grace <= 0:
+                task.cancel()
+        if grace > 0:
+            asyncio.get_running_loop().call_later(grace, self._cancel_all)
+        self._capacity.set()
+
+    def _cancel_all(self) -> None:
+        for task in list(self._fetch_tasks):
+            task.cancel()
+
+    def counts(self) -> tuple[int, int, int]:
+        """(pages recorded this run, pages known this run, errors) for the progress display."""
+        outstanding = getattr(self.frontier, "outstanding", 0)
+        return self.run_pages, self.run_pages + outstanding, self.errors
+
+    def stats(self, interrupted: bool) -> Stats:
+        elapsed = time.monotonic() - self._started
+        lags = sorted(self._lags)
+        p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0.0
+        t = self.tally
+        return Stats(
+            pages=t.pages,
+            ok=t.ok,
+            failed=t.failed,
+            by_status=dict(sorted(t.by_status.items())),
+            by_error=dict(sorted(t.by_error.items())),
+            bytes=t.bytes,
+            elapsed_s=round(elapsed, 3),
+            pages_per_s=round(self.run_pages / elapsed, 2) if elapsed > 0 else 0.0,
+            started_at=self._started_at,
+            finished_at=now_iso(),
+            interrupted=interrupted,
+            run_pages=self.run_pages,
+            loop_lag_p99_ms=round(p99 * 1000, 2),
+        )
+
+    async def _watch_loop(self) -> None:
+        """Sample the event loop's lag: how late a 50 ms sleep wakes up."""
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.05)
+            self._lags.append(max(0.0, time.monotonic() - t - 0.05))
+
+    async def _flush_periodically(self) -> None:
+        assert self.sink is not None
+        while True:
+            await asyncio.sleep(0.5)
+            await self.sink.flush()
+
+    # --- records -------------------------------------------------------------------
+
+    async def _record(self, item: Item, page: Page, follow: list[Item] | None = None) -> None:
+        """Links first, then the record, then the item stops being outstanding."""
+        if follow:
+            await self.frontier.add_links(follow)
+        await self._emit(page)
+        await self.frontier.done(item)
+
+    async def _emit(self, page: Page) -> None:
+        await self._emit_to(page)
+        self.run_pages += 1
+        kind = page.error.kind if page.error else None
+        if kind is not None:
+            self.errors += 1
+        self.tally.add(page.status, page.ok, page.bytes, kind)
+        if self.progress is not None:
+            self.progress.page(page)
+
+    def _page(self, item: Item, **values: Any) -> Page:
+        return Page(
+            url=item.url,
+            depth=item.depth,
+            referrer=item.referrer,
+            with_text=self.c.parse.text,
+            **values,
+        )
+
+    def _unrequested(self, item: Item, error: PageError) -> Page:
+        return self._page(item, fetched_at=now_iso(), error=error)
+
+    # --- producer ----------------------------------------------------------------
+
+    async def _produce(self, seeds: AsyncIterator[tuple[int, bytes | str]]) -> None:
+        try:
+            async for lineno, raw in seeds:
+                if self.stopping:
+                    break
+                await self._seed(lineno, raw)
+            self.frontier.close_seeds()
+            while not self.stopping:
+                item = await self.frontier.next()
+                if item is None:
+                    break
+                await self.queue.put(item)
+        finally:
+            self.frontier.close_seeds()
+            await self.queue.put(_END)
+
+    async def _seed(self, lineno: int, raw: bytes | str) -> None:
+        if isinstance(raw, bytes):
+            line = raw.strip()
+            if not line or line.startswith(b"#"):
+                return
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                await self._invalid(line.decode("utf-8", "replace"), f"line {lineno}: not valid UTF-8")
+                return
+        else:
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                return
+        url = normalize(text)
+        if url is None:
+            await self._invalid(text, f"line {lineno}: not an http(s) URL with a host")
+            return
+        item = Item(url=url, depth=0, referrer=None, allow_private=None)  # type: ignore[arg-type]
+        if await self.frontier.add_seed(item):
+            await self.queue.put(item)
+
+    async def _invalid(self, text: str, message: str) -> None:
+        if self.frontier.is_seen(text):
+            return
+        self.frontier.mark_seen(text)
+        item = Item(url=text)
+        await self._emit(self._unrequested(item, PageError("invalid_url", message)))
+
+    # --- dispatcher and fetch tasks --------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            while (self._live >= self._max_live or self._parked_total >= PARK_CAP) and not self.stopping:
+                self._capacity.clear()
+                await self._capacity.wait()
+            item = await self.queue.get()
+            if item is _END:
+                break
+            if self.stopping:
+                await self.frontier.done(item)
+                continue
+            host = host_key(item.url)
+            if self._host_live[host] < self._host_cap:
+                self._spawn(item, host)
+            else:
+                self._parked[host].append(item)
+                self._parked_total += 1
+        for host, items in list(self._parked.items()):  # only left over when stopping
+            for item in items:
+                await self.frontier.done(item)
+        self._parked.clear()
+        self._parked_total = 0
+        while self._fetch_tasks:
+            await asyncio.gather(*self._fetch_tasks, return_exceptions=True)
+
+    def _spawn(self, item: Item, host: str) -> None:
+        self._live += 1
+        self._host_live[host] += 1
+        task = asyncio.create_task(self._visit(item))
+        self._fetch_tasks.add(task)
+        task.add_done_callback(lambda t: self._finished(t, host))
+
+    def _finished(self, task: asyncio.Task[None], host: str) -> None:
+        self._fetch_tasks.discard(task)
+        self._busy.discard(task)
+        self._live -= 1
+        self._host_live[host] -= 1
+        parked = self._parked.get(host)
+        if parked and not self.stopping:
+            self._parked_total -= 1
+            self._spawn(parked.popleft(), host)
+        if not parked:
+            self._parked.pop(host, None)
+            if self._host_live[host] <= 0:
+                del self._host_live[host]
+        self._capacity.set()
+        self._check_task(task)
+
+    def budget_exhausted(self) -> bool:
+        limit = self.c.crawl.max_pages
+        return limit > 0 and self.budget_used >= limit
+
+    def _claim(self) -> bool:
+        """Take one of `max_pages` page fetches; False when none is left."""
+        limit = self.c.crawl.max_pages
+        if limit == 0:
+            return True
+        if self.budget_used >= limit:
+            return False
+        self.budget_used += 1
+        if self.budget_used >= limit:
+            self.frontier.stop()  # no new URLs; those taken finish
+        return True
+
+    async def _visit(self, item: Item) -> None:
+        try:
+            await self._visit_inner(item)
+        except LimiterClosed:
+            pass  # stopped before its request started: a resumed run fetches it again
+
+    async def _visit_inner(self, item: Item) -> None:
+        if self.budget_exhausted() or self.stopping:
+            await self.frontier.done(item)
+            return
+        u = URL(item.url)
+        if item.allow_private is None:
+            origin = URL(item.referrer).host if item.referrer else u.host
+            item.allow_private = await self.fetcher.is_private_host(origin or "")
+        if self.robots is not None:
+            error = await self.robots.check(item.url, allow_private=item.allow_private)
+            if error is not None and error.kind == "robots":
+                await self._record(item, self._unrequested(item, error))
+                return
+        else:
+            error = None
+        if not self._claim():
+            await self.frontier.done(item)
+            return
+        if error is not None:  # robots.txt unreachable
+            await self._record(item, self._unrequested(item, error))
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._busy.add(task)
+        result = await self.fetcher.fetch(item.url, allow_private=item.allow_private)
+        self._busy.discard(task)
+        if self.c.output.save_html and result.body is not None:
+            await self._save_html(item.url, result.body)
+        sitemap = item.depth == 0 and item.referrer is None and is_sitemap_url(item.url)
+        if result.ok and result.body and (sitemap or is_html(result.media_type, result.body)):
+            await self.parse_q.put((item, result, sitemap))
+            return
+        await self._record(item, self._fetched(item, result))
+
+    def _fetched(self, item: Item, result: FetchResult, **values: Any) -> Page:
+        return self._page(
+            item,
+            final_url=result.final_url,
+            status=result.status,
+            ok=result.ok,
+            fetched_at=result.fetched_at,
+            elapsed_ms=result.elapsed_ms,
+            attempts=result.attempts,
+            content_type=result.media_type,
+            bytes=result.size,
+            error=result.error,
+            **values,
+        )
+
+    async def _save_html(self, url: str, body: bytes) -> None:
+        folder = Path(self.c.output.dir) / "html"
+        name = sha256(url.encode("utf-8")).hexdigest() + ".html"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            async with aiofiles.open(folder / name, "wb") as f:
+                await f.write(body)
+        except OSError as e:
+            raise OutputError(f"cannot write {folder / name}: {e.strerror or e}") from None
+
+    # --- parsing -----------------------------------------------------------------------
+
+    async def _batch(self) -> None:
+        workers = self.s.workers
+        in_flight = asyncio.Semaphore(2 * workers)
+        tasks: set[asyncio.Task[None]] = set()
+        ended = False
+        while not ended:
+            first = await self.parse_q.get()
+            if first is _END:
+                break
+            batch = [first]
+            while len(batch) < self.c.parse.batch_size:
+                try:
+                    nxt = self.parse_q.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is _END:
+                    ended = True
+                    break
+                batch.append(nxt)
+            await in_flight.acquire()
+            task = asyncio.create_task(self._parse(batch))
+            tasks.add(task)
+
+            def done(t: asyncio.Task[None]) -> None:
+                tasks.discard(t)
+                in_flight.release()
+                self._check_task(t)
+
+            task.add_done_callback(done)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _parse(self, batch: list[tuple[Item, FetchResult, bool]]) -> None:
+        loop = asyncio.get_running_loop()
+        max_depth = self.c.crawl.depth
+        want_page = self.s.extract is not None
+        jobs = [
+            ParseJob(
+                final_url=result.final_url or item.url,
+                content_type=result.content_type or "",
+                body=result.body or b"",
+                follow=item.depth < max_depth,
+                sitemap=sitemap,
+                page=self._fetched(item, result) if want_page else None,
+            )
+            for item, result, sitemap in batch
+        ]
+        n = min(self.s.workers, len(jobs))
+        chunks = [list(range(i, len(jobs), n)) for i in range(n)]
+        outputs: list[dict[str, Any]] = [{}] * len(jobs)
+        try:
+            results = await asyncio.gather(
+                *(loop.run_in_executor(self.s.pool(), parse_batch, [jobs[i] for i in chunk]) for chunk in chunks)
+            )
+        except BrokenProcessPool:
+            self.s._restart_pool()
+            results = [[{"error": ("parse", "the parse worker died on this batch")}] * len(c) for c in chunks]
+        for chunk, chunk_results in zip(chunks, results):
+            for i, out in zip(chunk, chunk_results):
+                outputs[i] = out
+        for (item, result, sitemap), out in zip(batch, outputs):
+            await self._finish_parsed(item, result, sitemap, out)
+
+    async def _finish_parsed(self, item: Item, result: FetchResult, sitemap: bool, out: dict[str, Any]) -> None:
+        error = result.error
+        if "error" in out:
+            error = PageError(*out["error"])
+        links: list[str] = out.get("links", [])
+        page = self._fetched(
+            item,
+            result,
+            title=out.get("title"),
+            description=out.get("description"),
+            links=links,
+            fields=out.get("fields", {}),
+            text=out.get("text") if self.c.parse.text else None,
+        )
+        page.error = error
+        follow: list[Item] = []
+        if out.get("seeds"):  # a sitemap: its URLs are seeds
+            follow = [Item(url=link, depth=0, referrer=None, allow_private=None) for link in links]  # type: ignore[arg-type]
+        elif not self.stopping:
+            depth = item.depth + 1
+            follow = [
+                Item(url=links[i], depth=depth, referrer=item.url, allow_private=item.allow_private)
+                for i in out.get("follow", ())
+            ]
+        await self._record(item, page, follow)
+
+
+# --- sources of seeds --------------------------------------------------------------
+
+
+def _open_source(source: Any) -> AsyncIterator[tuple[int, bytes | str]]:
+    if isinstance(source, (str, os.PathLike)):
+        if str(source) == "-":
+            return _numbered_lines(_stdin_chunks())
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"URLS_FILE {source} not found" if not path.exists() else f"URLS_FILE {source} is not a file")
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise UsageError(f"cannot read URLS_FILE {source}: {e.strerror}") from None
+        return _numbered_lines(_file_chunks(path))
+    return _numbered(source)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with aiofiles.open(path, "rb") as f:
+        while chunk := await f.read(1 << 20):
+            yield chunk
+
+
+async def _stdin_chunks() -> AsyncIterator[bytes]:
+    """Standard input in chunks, read on a daemon thread: a stdin that never closes
+    must not keep the process alive after an interrupt."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
+    stdin = sys.stdin.buffer
+
+    def reader() -> None:
+        while True:
+            try:
+                chunk = stdin.read1(1 << 16)
+            except (OSError, ValueError):
+                chunk = b""
+            try:
+                asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
+            except (RuntimeError, concurrent.futures.CancelledError):
+                return  # the loop is gone
+            if not chunk:
+                return
+
+    threading.Thread(target=reader, name="scraper.stdin", daemon=True).start()
+    while chunk := await chunks.get():
+        yield chunk
+
+
+async def _numbered_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    """Lines (LF or CRLF) with their 1-based numbers, from a stream of chunks."""
+    lineno = 0
+    rest = b""
+    async for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            lineno += 1
+            yield lineno, line
+    if rest:
+        yield lineno + 1, rest
+
+
+async def _numbered(urls: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[tuple[int, str]]:
+    if isinstance(urls, str):
+        raise TypeError("crawl() takes an iterable of URLs, not one string: wrap it in a list")
+    if isinstance(urls, AsyncIterable):
+        n = 0
+        async for url in urls:
+            n += 1
+            yield n, url
+    else:
+        for n, url in enumerate(urls, 1):
+            yield n, url
+
+
+# --- resume ----------------------------------------------------------------------------
+
+
+def _rebuild(records: list[dict[str, Any]], frontier: Frontier, tally: Tally, c: Config) -> tuple[int, list[Item]]:
+    """Rebuild a crawl's state from its records: seen set, counts, and the pending links."""
+    used = 0
+    for record in records:
+        frontier.mark_seen(record["url"])
+        tally.add_record(record)
+        error = record.get("error")
+        if not (isinstance(error, dict) and error.get("kind") in ("invalid_url", "robots")):
+            used += 1
+    link_filter = LinkFilter(c.crawl.same_host, c.crawl.allow, c.crawl.deny)
+    pending: list[Item] = []
+    for record in records:
+        links = record.get("links") or []
+        if not links:
+            continue
+        depth = record.get("depth") or 0
+        url = record["url"]
+        if depth == 0 and record.get("referrer") is None and is_sitemap_url(url):
+            pending.extend(Item(url=link, depth=0, referrer=None, allow_private=None) for link in links)  # type: ignore[arg-type]
+            continue
+        if depth >= c.crawl.depth:
+            continue
+        page_host = host_key(record.get("final_url") or url)
+        for link in links:
+            if not frontier.is_seen(link) and link_filter.follows(link, host_key(link), page_host):
+                pending.append(Item(url=link, depth=depth + 1, referrer=url, allow_private=None))  # type: ignore[arg-type]
+    return used, pending
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _check_extract(extract: Extract) -> None:
+    if not callable(extract):
+        raise TypeError("extract must be a function extract(soup, page) -> dict")
+    try:
+        pickle.dumps(extract)
+    except Exception:
+        name = getattr(extract, "__qualname__", repr(extract))
+        raise TypeError(
+            f"extract={name} cannot be sent to the parse processes: it must be a function defined at "
+            "the top level of an importable module (not a lambda, a nested function or a bound method "
+            "of an unpicklable object)"
+        ) from None
+
+
+def _shutdown_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def scrape(urls: Iterable[str], config: Config | None = None, **overrides: Any) -> list[Page]:
+    """Crawl `urls` and return every Page: a blocking convenience for scripts and notebooks.
+
+    `overrides` take the CLI's flag names (`concurrency=64`, `depth=1`).
+    """
+    config = (config or Config()).replace(**overrides) if overrides else (config or Config())
+    urls = list(urls)
+
+    async def collect() -> list[Page]:
+        async with Scraper(config) as s:
+            return [page async for page in s.crawl(urls)]
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(collect())
+    # inside a running loop (a notebook): run the crawl on a thread of its own
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["pages"] = asyncio.run(collect())
+        except BaseException as e:  # handed to the caller below
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="scraper.scrape")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["pages"]
+

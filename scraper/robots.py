@@ -1,0 +1,87 @@
+"""robots.txt (RFC 9309) per origin, parsed by protego and kept for the run.
+
+An origin is (scheme, host, port): one host name on two ports has two
+robots.txt. Each is fetched once, through the same limits and retries as a
+page; concurrent pages of a new origin wait on that one fetch.
+
+What a response means: 2xx, the rules (first 500 KiB); 4xx, or a redirect
+chain longer than 5, everything allowed; 5xx, everything disallowed; no
+response at all (dns, connect, tls, timeout), the origin's pages are not
+requested and carry that error kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from protego import Protego
+from yarl import URL
+
+from .fetch import Fetcher
+from .limits import Limiter
+from .page import PageError
+
+__all__ = ["MAX_CRAWL_DELAY", "RobotsCache"]
+
+MAX_ROBOTS_BYTES = 500 * 1024
+MAX_CRAWL_DELAY = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    rules: Protego | None = None  # None with no error: everything allowed
+    error: PageError | None = None  # every URL of the origin gets this
+
+
+class RobotsCache:
+    def __init__(self, fetcher: Fetcher, limiter: Limiter, user_agent: str) -> None:
+        self._fetcher = fetcher
+        self._limiter = limiter
+        # RFC 9309 matches the product token: "scraper/0.1 (+https://...)" -> "scraper"
+        self._token = user_agent.split("/", 1)[0].split()[0] if user_agent.strip() else "*"
+        self._origins: dict[str, asyncio.Future[_Verdict]] = {}
+
+    async def check(self, url: str, *, allow_private: bool) -> PageError | None:
+        """None when `url` may be fetched, else the error its record carries."""
+        u = URL(url)
+        origin = f"{u.scheme}://{u.host}:{u.port}"
+        future = self._origins.get(origin)
+        if future is None:
+            future = self._origins[origin] = asyncio.get_running_loop().create_future()
+            try:
+                verdict = await self._load(u, allow_private)
+            except BaseException:
+                del self._origins[origin]  # cancelled mid-fetch: let the next page try again
+                future.cancel()
+                raise
+            future.set_result(verdict)
+        verdict = await asyncio.shield(future)
+        if verdict.error is not None:
+            return verdict.error
+        if verdict.rules is not None and not verdict.rules.can_fetch(url, self._token):
+            return PageError("robots", f"disallowed by {origin_url(u)}robots.txt")
+        return None
+
+    async def _load(self, u: URL, allow_private: bool) -> _Verdict:
+        robots_url = f"{origin_url(u)}robots.txt"
+        result = await self._fetcher.fetch(
+            robots_url, allow_private=allow_private, max_redirects=5, max_bytes=MAX_ROBOTS_BYTES, truncate=True
+        )
+        if result.error is None and result.body is not None:
+            rules = Protego.parse(result.body.decode("utf-8", "replace"))
+            delay = rules.crawl_delay(self._token)
+            if delay:
+                self._limiter.raise_delay(u.host or "", min(float(delay), MAX_CRAWL_DELAY))
+            return _Verdict(rules=rules)
+        kind = result.error.kind if result.error else "http"
+        if kind == "http" and result.status is not None and result.status >= 500:
+            return _Verdict(error=PageError("robots", f"{robots_url} answered {result.status}: all disallowed"))
+        if kind in ("dns", "connect", "tls", "timeout", "protocol"):
+            message = f"robots.txt unreachable ({robots_url}): {result.error.message}"  # type: ignore[union-attr]
+            return _Verdict(error=PageError(kind, message))
+        return _Verdict()  # 4xx, too many redirects, blocked: treated as no robots.txt
+
+
+def origin_url(u: URL) -> str:
+    return str(u.origin()) + "/"

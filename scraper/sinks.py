@@ -1,0 +1,227 @@
+"""JSONL and CSV out, whole lines at a time; and read back for `--resume`.
+
+The file is opened unbuffered and every write hands the kernel whole records
+(a batch of lines in one `write`), so a stopped run leaves only whole lines,
+and a killed one at most one torn last line, which `read_back` finds and
+`truncate_torn` cuts before a resumed run appends.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+
+from .errors import OutputError
+from .page import RECORD_KEYS, Page
+
+__all__ = ["Sink", "read_back", "sink_path", "truncate_torn"]
+
+
+def sink_path(out_dir: str | Path, fmt: str, shard: str | None = None) -> Path:
+    name = "pages" if shard is None else f"pages-{shard}"
+    return Path(out_dir) / f"{name}.{fmt}"
+
+
+def columns(with_text: bool) -> list[str]:
+    return [k for k in RECORD_KEYS if with_text or k != "text"]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+class Sink:
+    """Appends records to DIR/pages.jsonl or DIR/pages.csv."""
+
+    #: records kept before a write; `flush` writes sooner
+    BATCH = 64
+
+    def __init__(self, path: Path, fmt: str, with_text: bool) -> None:
+        self.path = path
+        self.fmt = fmt
+        self._columns = columns(with_text)
+        self._buffer: list[str] = []
+        self._file: Any = None
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = await aiofiles.open(self.path, "ab", buffering=0)
+            if self.fmt == "csv" and await self._file.tell() == 0:
+                self._buffer.append(self._csv_line(self._columns))
+                await self.flush()
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def _csv_line(self, row: list[str]) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow(row)
+        return out.getvalue()
+
+    def encode(self, page: Page) -> str:
+        record = page.to_dict()
+        if self.fmt == "jsonl":
+            return json.dumps(record, ensure_ascii=False) + "\n"
+        return self._csv_line([_cell(record.get(k)) for k in self._columns])
+
+    async def write(self, page: Page) -> None:
+        self._buffer.append(self.encode(page))
+        if len(self._buffer) >= self.BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._buffer or self._file is None:
+            return
+        data = "".join(self._buffer).encode("utf-8", "replace")
+        self._buffer.clear()
+        try:
+            view = memoryview(data)
+            while view:
+                n = await self._file.write(view)
+                view = view[n:]
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    async def close(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            if self._file is not None:
+                await self._file.close()
+                self._file = None
+
+
+# --- reading back --------------------------------------------------------------
+
+
+def read_back(path: Path, fmt: str) -> tuple[list[dict[str, Any]], int]:
+    """The whole records in an output file, and the byte offset where they end.
+
+    Anything after that offset is a torn last record (a killed run).
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if fmt == "jsonl":
+        return _read_jsonl(data)
+    return _read_csv(data)
+
+
+def iter_jsonl(data: bytes) -> Iterator[tuple[dict[str, Any] | None, int]]:
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            yield None, pos  # no newline: torn
+            return
+        line = data[pos:end]
+        pos = end + 1
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        yield (record if isinstance(record, dict) and "url" in record else None), pos
+
+
+def _read_jsonl(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    records: list[dict[str, Any]] = []
+    good_end = 0
+    for record, end in iter_jsonl(data):
+        if record is None:
+            continue  # a torn or foreign line; only a tail of them is cut
+        records.append(record)
+        good_end = end
+    return records, good_end
+
+
+def _read_csv(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    text = data.decode("utf-8", "replace")
+    lines = text.splitlines(keepends=True)
+    records: list[dict[str, Any]] = []
+    header: list[str] | None = None
+    offset = 0
+    good_end = 0
+    it = iter(lines)
+    consumed: list[str] = []
+
+    def feed() -> Iterator[str]:
+        for line in it:
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(feed())
+    while True:
+        consumed.clear()
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            break
+        chunk = "".join(consumed)
+        offset += len(chunk.encode("utf-8"))
+        if not chunk.endswith("\n"):
+            break  # torn
+        if header is None:
+            header = row
+            good_end = offset
+            continue
+        if len(row) != len(header):
+            continue
+        record = _csv_record(header, row)
+        if record is not None:
+            records.append(record)
+            good_end = offset
+    return records, good_end
+
+
+_INT_KEYS = ("status", "depth", "elapsed_ms", "attempts", "bytes")
+_JSON_KEYS = ("links", "fields", "error")
+
+
+def _csv_record(header: list[str], row: list[str]) -> dict[str, Any] | None:
+    record: dict[str, Any] = {}
+    try:
+        for key, cell in zip(header, row):
+            if cell == "" and key not in ("url", "text"):
+                record[key] = None
+            elif key in _INT_KEYS:
+                record[key] = int(cell)
+            elif key == "ok":
+                record[key] = cell == "true"
+            elif key in _JSON_KEYS:
+                record[key] = json.loads(cell)
+            else:
+                record[key] = cell
+    except ValueError:
+        return None
+    record.setdefault("links", [])
+    if record.get("links") is None:
+        record["links"] = []
+    if record.get("fields") is None:
+        record["fields"] = {}
+    return record if record.get("url") is not None else None
+
+
+def truncate_torn(path: Path, good_end: int) -> bool:
+    """Cut a torn tail after the last whole record; True when something was cut."""
+    size = path.stat().st_size
+    if size <= good_end:
+        return False
+    with open(path, "r+b") as f:
+        f.truncate(good_end)
+        f.flush()
+        os.fsync(f.fileno())
+    return True

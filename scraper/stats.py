@@ -1,0 +1,80 @@
+"""Run statistics: what stats.json holds and `Scraper.run` returns."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Stats", "Tally"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stats:
+    #: records in the output (after `--resume`, the whole crawl so far)
+    pages: int = 0
+    #: records with `ok` true
+    ok: int = 0
+    #: records with `ok` false
+    failed: int = 0
+    #: final HTTP status -> records (records without a status are not counted here)
+    by_status: dict[str, int] = field(default_factory=dict)
+    #: error kind -> records
+    by_error: dict[str, int] = field(default_factory=dict)
+    #: body bytes of all records
+    bytes: int = 0
+    #: seconds this run took
+    elapsed_s: float = 0.0
+    #: records written by this run, per second of this run
+    pages_per_s: float = 0.0
+    #: ISO 8601 UTC start and end of this run
+    started_at: str = ""
+    finished_at: str = ""
+    #: the run was stopped by a signal before it finished
+    interrupted: bool = False
+    #: records written by this run
+    run_pages: int = 0
+    #: 99th percentile of the event loop's lag during this run, in ms
+    loop_lag_p99_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)  # never a half-written stats.json
+
+
+class Tally:
+    """Running counts over records."""
+
+    def __init__(self) -> None:
+        self.pages = 0
+        self.ok = 0
+        self.bytes = 0
+        self.by_status: Counter[str] = Counter()
+        self.by_error: Counter[str] = Counter()
+
+    def add(self, status: int | None, ok: bool, size: int, error_kind: str | None) -> None:
+        self.pages += 1
+        self.ok += bool(ok)
+        self.bytes += size or 0
+        if status is not None:
+            self.by_status[str(status)] += 1
+        if error_kind is not None:
+            self.by_error[error_kind] += 1
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        error = record.get("error")
+        self.add(record.get("status"), bool(record.get("ok")), record.get("bytes") or 0,
+                 error.get("kind") if isinstance(error, dict) else None)
+
+    @property
+    def failed(self) -> int:
+        return self.pages - self.ok
