@@ -26,7 +26,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt, wait_exponential, wait_random
 from yarl import URL
 
 from .config import Config
@@ -173,13 +173,14 @@ class Fetcher:
     ) -> FetchResult:
         """Fetch `url` with retries. Never raises for a network or HTTP failure: see `.error`."""
         r = self.config.retry
-        backoff = wait_exponential_jitter(initial=r.backoff, max=r.max_backoff, jitter=r.backoff)
+        # doubles from `backoff`, plus up to `backoff` of jitter so that retries do not march in step
+        backoff = wait_exponential(multiplier=r.backoff, max=r.max_backoff) + wait_random(0, r.backoff)
 
         def wait(state: RetryCallState) -> float:
             result: FetchResult = state.outcome.result()  # type: ignore[union-attr]
             if result.retry_after is not None:
                 return min(result.retry_after, r.max_backoff)
-            return backoff(state)
+            return min(backoff(state), r.max_backoff)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(r.attempts),
