@@ -33,9 +33,8 @@ def normalize(url: str | URL) -> str | None:
         text = str(u)
     except (ValueError, TypeError, UnicodeError):
         return None
-    if not u.raw_path:
-        # yarl keeps "http://a" as is; the normal form has a path
-        head, sep, tail = text.partition("?")
+    head, sep, tail = text.partition("?")
+    if head.count("/") == 2:  # "http://a" or "http://a?q": yarl keeps it so; the normal form has a path
         text = head + "/" + sep + tail
     return text
 
