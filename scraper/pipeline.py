@@ -124,6 +124,16 @@ class Scraper:
             pool, self._pool = self._pool, None
             await asyncio.get_running_loop().run_in_executor(None, _shutdown_pool, pool)
 
+    def _new_frontier(self) -> Frontier:
+        """The frontier given to the constructor, else the one `[frontier].backend` names."""
+        if self._frontier is not None:
+            return self._frontier
+        if self.config.frontier.backend == "redis":
+            from .frontier.redis import RedisFrontier
+
+            return RedisFrontier(self.config.frontier)
+        return MemoryFrontier()
+
     def _parser(self) -> Parser:
         c = self.config
         return Parser(
@@ -165,7 +175,7 @@ class Scraper:
         async def emit(page: Page) -> None:
             await out.put(page)
 
-        run = _Run(self, emit, self._frontier or MemoryFrontier())
+        run = _Run(self, emit, self._new_frontier())
         self._run = run
         task = asyncio.create_task(run.execute(_numbered(urls)))
         task.add_done_callback(lambda _: out.put_nowait(_END))
@@ -225,14 +235,14 @@ class Scraper:
         except OSError as e:
             raise OutputError(f"cannot prepare {out_dir}: {e.strerror or e}") from None
 
-        frontier = self._frontier or MemoryFrontier()
+        frontier = self._new_frontier()
         tally = Tally()
         used = 0
         resumed_links: list[Item] = []
         if resume and path.exists():
             records, good_end = read_back(path, fmt)
             truncate_torn(path, good_end)
-            used, resumed_links = _rebuild(records, frontier, tally, c)
+            used, resumed_links = await _rebuild(records, frontier, tally, c)
 
         sink = Sink(path, fmt, c.parse.text)
         await sink.open()
@@ -283,7 +293,8 @@ class _Run:
         self.frontier = frontier
         self.tally = tally or Tally()
         self.run_pages = 0
-        self.budget_used = budget_used
+        self._budget_spent = False
+        frontier.count_claimed(budget_used)
         self.sink = sink
         self.progress = progress
         self.errors = 0
@@ -310,7 +321,9 @@ class _Run:
         self._capacity = asyncio.Event()
         self._max_live = max(64, 4 * c.fetch.concurrency)
         self._host_cap = 2 * c.fetch.per_host
-        if self.budget_exhausted():
+        limit = c.crawl.max_pages
+        if limit > 0 and getattr(self.frontier, "claimed", 0) >= limit:
+            self._budget_spent = True
             self.stopping = True
             self.frontier.stop()
         async with Fetcher(c, self.limiter) as fetcher:
@@ -477,9 +490,9 @@ class _Run:
             await self.queue.put(item)
 
     async def _invalid(self, text: str, message: str) -> None:
-        if self.frontier.is_seen(text):
+        if await self.frontier.is_seen(text):
             return
-        self.frontier.mark_seen(text)
+        await self.frontier.mark_seen(text)
         item = Item(url=text)
         await self._emit(self._unrequested(item, PageError("invalid_url", message)))
 
@@ -535,18 +548,17 @@ class _Run:
 
     def budget_exhausted(self) -> bool:
         limit = self.c.crawl.max_pages
-        return limit > 0 and self.budget_used >= limit
+        return limit > 0 and self._budget_spent
 
-    def _claim(self) -> bool:
-        """Take one of `max_pages` page fetches; False when none is left."""
+    async def _claim(self) -> bool:
+        """Take one of `max_pages` page fetches (the frontier counts them); False when none is left."""
         limit = self.c.crawl.max_pages
         if limit == 0:
             return True
-        if self.budget_used >= limit:
-            return False
-        self.budget_used += 1
-        if self.budget_used >= limit:
+        if self._budget_spent or not await self.frontier.claim(limit):
+            self._budget_spent = True
             self.frontier.stop()  # no new URLs; those taken finish
+            return False
         return True
 
     async def _visit(self, item: Item) -> None:
@@ -570,7 +582,7 @@ class _Run:
                 return
         else:
             error = None
-        if not self._claim():
+        if not await self._claim():
             await self.frontier.done(item)
             return
         if error is not None:  # robots.txt unreachable
@@ -786,11 +798,13 @@ async def _numbered(urls: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[t
 # --- resume ----------------------------------------------------------------------------
 
 
-def _rebuild(records: list[dict[str, Any]], frontier: Frontier, tally: Tally, c: Config) -> tuple[int, list[Item]]:
+async def _rebuild(
+    records: list[dict[str, Any]], frontier: Frontier, tally: Tally, c: Config
+) -> tuple[int, list[Item]]:
     """Rebuild a crawl's state from its records: seen set, counts, and the pending links."""
     used = 0
     for record in records:
-        frontier.mark_seen(record["url"])
+        await frontier.mark_seen(record["url"])
         tally.add_record(record)
         error = record.get("error")
         if not (isinstance(error, dict) and error.get("kind") in ("invalid_url", "robots")):
@@ -810,7 +824,7 @@ def _rebuild(records: list[dict[str, Any]], frontier: Frontier, tally: Tally, c:
             continue
         page_host = host_key(record.get("final_url") or url)
         for link in links:
-            if not frontier.is_seen(link) and link_filter.follows(link, host_key(link), page_host):
+            if link_filter.follows(link, host_key(link), page_host) and not await frontier.is_seen(link):
                 pending.append(Item(url=link, depth=depth + 1, referrer=url, allow_private=None))  # type: ignore[arg-type]
     return used, pending
 

@@ -210,18 +210,18 @@ async def test_extract_runs_in_the_process_pool(serve, tmp_path):
     assert root.fields["pid"] != os.getpid()  # it ran in a parse worker
 
 
-def test_seen_set_stays_under_100_bytes_per_url():
+async def test_seen_set_stays_under_100_bytes_per_url():
     frontier = MemoryFrontier()
     n = 200_000
     urls = [f"https://www.example-{i % 97}.com/section/{i}/article-{i * 7}.html?ref=home" for i in range(n)]
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for url in urls:
-        frontier.mark_seen(url)
+        await frontier.mark_seen(url)
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     per_url = (after - before) / n
-    assert frontier.is_seen(urls[123]) and not frontier.is_seen("https://www.example-1.com/other")
+    assert await frontier.is_seen(urls[123]) and not await frontier.is_seen("https://www.example-1.com/other")
     assert per_url < 100, per_url
 
 

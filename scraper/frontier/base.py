@@ -58,11 +58,22 @@ class Frontier(ABC):
         """Stop handing out work (an interrupt): `next` returns None from now on."""
 
     @abstractmethod
-    def mark_seen(self, url: str) -> None:
+    async def mark_seen(self, url: str) -> None:
         """Remember `url` as visited without queueing it (a record already in the output)."""
 
     @abstractmethod
-    def is_seen(self, url: str) -> bool: ...
+    async def is_seen(self, url: str) -> bool: ...
+
+    @abstractmethod
+    async def claim(self, limit: int) -> bool:
+        """Take one of `limit` page fetches (`max_pages`, over the whole crawl); False when none is left."""
+
+    @abstractmethod
+    def count_claimed(self, n: int) -> None:
+        """Count `n` page fetches already made (records found in the output on resume)."""
+
+    #: the output shard this worker writes (`DIR/pages-<shard>.jsonl`); None: the one file `DIR/pages.jsonl`
+    shard: str | None = None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the frontier holds (connections)."""

@@ -29,6 +29,7 @@ class MemoryFrontier(Frontier):
         self._seeds_closed = False
         self._stopped = False
         self._changed = asyncio.Event()
+        self._claimed = 0
 
     @property
     def outstanding(self) -> int:
@@ -49,11 +50,24 @@ class MemoryFrontier(Frontier):
         self._seen.add(fp)
         return True
 
-    def mark_seen(self, url: str) -> None:
+    async def mark_seen(self, url: str) -> None:
         self._seen.add(fingerprint(url))
 
-    def is_seen(self, url: str) -> bool:
+    async def is_seen(self, url: str) -> bool:
         return fingerprint(url) in self._seen
+
+    async def claim(self, limit: int) -> bool:
+        if self._claimed >= limit:
+            return False
+        self._claimed += 1
+        return True
+
+    def count_claimed(self, n: int) -> None:
+        self._claimed += n
+
+    @property
+    def claimed(self) -> int:
+        return self._claimed
 
     async def add_seed(self, item: Item) -> bool:
         if not self._accept(item.url):
