@@ -232,3 +232,15 @@ def test_public_names():
     for name in ("Scraper", "Page", "PageError", "Config", "load_config", "scrape"):
         assert name in scraper.__all__
     assert load_config(None) == scraper.Config()
+
+
+async def test_slow_consumer_gets_every_page(serve, tmp_path):
+    site = await serve(slow_pages(0.0))
+    urls = [site.url(f"/{i}") for i in range(400)]
+    seen = []
+    async with Scraper(config(tmp_path, fetch={"concurrency": 16, "per_host": 16})) as s:
+        async for page in s.crawl(urls):
+            if not seen:
+                await asyncio.sleep(1.0)  # let the pipeline fill every buffer behind us
+            seen.append(page.url)
+    assert sorted(seen) == sorted(urls)
