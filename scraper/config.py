@@ -300,11 +300,11 @@ def _validate(config: Config, source: str) -> None:
         raise bad("fetch.user_agent", "must not be empty")
     if f.proxy and not f.proxy.startswith(("http://", "https://")):
         raise bad("fetch.proxy", f"must be an http(s) URL, not {f.proxy!r}")
-    try:
-        for name, spec in p.fields.items():
+    for name, spec in p.fields.items():
+        try:
             _check_selector(spec.selector)
-    except ValueError as e:
-        raise bad(f"parse.fields.{name}", f"has a bad CSS selector: {e}") from None
+        except ValueError as e:
+            raise bad(f"parse.fields.{name}", f"has a bad CSS selector: {e}") from None
 
 
 def _check_selector(selector: str) -> None:

@@ -256,6 +256,9 @@ class Scraper:
         await sink.open()
         run = _Run(self, sink.write, frontier, tally=tally, budget_used=used, sink=sink, progress=progress)
         self._run = run
+        if self.interrupted_by is not None:  # a signal while the output was being read back
+            run.stopping = True
+            frontier.stop()
         if resumed_links:
             await frontier.add_links(resumed_links)
         error: BaseException | None = None
@@ -523,7 +526,7 @@ class _Run:
             else:
                 self._parked[host].append(item)
                 self._parked_total += 1
-        for host, items in list(self._parked.items()):  # only left over when stopping
+        for items in list(self._parked.values()):  # only left over when stopping
             for item in items:
                 await self.frontier.done(item)
         self._parked.clear()
@@ -693,10 +696,10 @@ class _Run:
         except BrokenProcessPool:
             self.s._restart_pool()
             results = [[{"error": ("parse", "the parse worker died on this batch")}] * len(c) for c in chunks]
-        for chunk, chunk_results in zip(chunks, results):
-            for i, out in zip(chunk, chunk_results):
+        for chunk, chunk_results in zip(chunks, results, strict=True):
+            for i, out in zip(chunk, chunk_results, strict=True):
                 outputs[i] = out
-        for (item, result, sitemap), out in zip(batch, outputs):
+        for (item, result, sitemap), out in zip(batch, outputs, strict=True):
             await self._finish_parsed(item, result, sitemap, out)
 
     async def _finish_parsed(self, item: Item, result: FetchResult, sitemap: bool, out: dict[str, Any]) -> None:
@@ -735,7 +738,8 @@ def _open_source(source: Any) -> AsyncIterator[tuple[int, bytes | str]]:
             return _numbered_lines(_stdin_chunks())
         path = Path(source)
         if not path.is_file():
-            raise UsageError(f"URLS_FILE {source} not found" if not path.exists() else f"URLS_FILE {source} is not a file")
+            why = "is not a file" if path.exists() else "not found"
+            raise UsageError(f"URLS_FILE {source} {why}")
         try:
             with open(path, "rb"):
                 pass

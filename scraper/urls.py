@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from yarl import URL
 
-__all__ = ["LinkFilter", "MAX_URL_LENGTH", "fingerprint", "host_key", "normalize", "resolve"]
+__all__ = ["MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "normalize", "resolve"]
 
 #: Links longer than this are skipped: a common crawler trap.
 MAX_URL_LENGTH = 2048

@@ -141,7 +141,7 @@ async def test_deep_crawl_with_a_queue_of_one_finishes(serve, tmp_path):
         n = int(request.path.strip("/") or 0)
         # a tree of fanout 5 numbered breadth-first: pages n*5+1 .. n*5+5, capped at 2,000 pages
         links = [f"/{c}" for c in range(n * 5 + 1, n * 5 + 6) if c < 2000]
-        return web.Response(text=html(str(n), links + ["/0"]), content_type="text/html")
+        return web.Response(text=html(str(n), [*links, "/0"]), content_type="text/html")
 
     site = await serve(handler)
     cfg = config(tmp_path, crawl={"depth": 10}, fetch={"concurrency": 50, "per_host": 50},

@@ -146,7 +146,7 @@ def test_is_html_by_type_or_sniffing():
 
 
 def test_decode_order():
-    assert decode("é".encode("utf-8"), None) == "é"
+    assert decode("é".encode(), None) == "é"
     assert decode(b"\x93hi\x94", "text/html; charset=iso-8859-1") == "\u201chi\u201d"
     assert decode(b"\xef\xbb\xbfcaf\xc3\xa9", "text/html; charset=windows-1252") == "café"
     assert decode(b'<meta charset="shift_jis">\x82\xa0', None).endswith("\u3042")

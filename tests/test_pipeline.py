@@ -206,7 +206,7 @@ async def test_library_crawl_streams_pages_and_writes_no_files(serve, tmp_path, 
 async def test_breaking_out_of_crawl_stops_it(serve, tmp_path):
     site = await serve(slow_pages(0.01))
     async with Scraper(config(tmp_path, fetch={"concurrency": 2})) as s:
-        async for page in s.crawl([site.url(f"/{i}") for i in range(100)]):
+        async for _ in s.crawl([site.url(f"/{i}") for i in range(100)]):
             break
     await asyncio.sleep(0.1)
     assert sum(site.hits.values()) < 20

@@ -89,10 +89,9 @@ async def test_connection_error_is_retried(mocked, tmp_path):
 
 
 async def test_timeout_is_retried_then_reported(mocked, tmp_path):
-    import asyncio
 
     for _ in range(3):
-        mocked.get(URL, exception=asyncio.TimeoutError())
+        mocked.get(URL, exception=TimeoutError())
     [page] = await crawl_one(config(tmp_path, retry={"attempts": 3}))
     assert page.attempts == 3
     assert page.status is None
