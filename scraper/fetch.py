@@ -20,11 +20,14 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.resolver import DefaultResolver
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt, wait_exponential, wait_random
 from yarl import URL
@@ -90,7 +93,9 @@ class _PublicOnlyResolver(AbstractResolver):
     def __init__(self) -> None:
         self._inner = DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         public = [r for r in results if is_public_address(r["host"])]
         if results and not public:
@@ -119,7 +124,7 @@ class Fetcher:
         f = config.fetch
         self._timeout = aiohttp.ClientTimeout(total=f.timeout, connect=f.connect_timeout)
         self._headers = {"User-Agent": f.user_agent, **f.headers}
-        self._ssl: bool | ssl.SSLContext = True if f.verify_tls else False
+        self._ssl: bool | ssl.SSLContext = bool(f.verify_tls)
         self._proxy = f.proxy or None
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._private_hosts: dict[str, bool] = {}
@@ -129,7 +134,9 @@ class Fetcher:
             connector = aiohttp.TCPConnector(
                 limit=0,  # the Limiter caps requests in flight; a second cap here would only hide bugs
                 ssl=self._ssl,
-                resolver=None if allow_private else _PublicOnlyResolver(),
+                # through a proxy, the proxy resolves page hosts and ours is only looked up for
+                # the proxy itself, which may well be on localhost: literal addresses are still checked
+                resolver=None if allow_private or self._proxy else _PublicOnlyResolver(),
                 ttl_dns_cache=300,
             )
             self._sessions[allow_private] = aiohttp.ClientSession(
@@ -156,7 +163,7 @@ class Fetcher:
         except ValueError:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-                private = any(not is_public_address(info[4][0]) for info in infos)
+                private = any(not is_public_address(str(info[4][0])) for info in infos)
             except OSError:
                 private = False
         self._private_hosts[host] = private
@@ -203,6 +210,9 @@ class Fetcher:
 
         result: FetchResult = await retrying(attempt)
         result.attempts = attempts
+        if result.error is not None and result.error.kind == "blocked" and result.status is None and attempts == 1:
+            # refused before anything was sent: the record of a URL never requested (SPEC 5)
+            result.attempts, result.final_url, result.elapsed_ms = 0, None, 0
         return result
 
     def _retryable(self, result: FetchResult) -> bool:
@@ -229,6 +239,7 @@ class Fetcher:
                 target = URL(current)
                 host = target.host or ""
                 if not allow_private and _is_ip(host) and not is_public_address(host):
+                    result.final_url = current
                     return _fail(result, "blocked", f"refused to connect to non-public address {host}")
                 location = await self._hop(result, current, target, host, allow_private, max_bytes, truncate)
                 if location is None:
@@ -257,8 +268,9 @@ class Fetcher:
         """One request. Returns the Location to follow, or None when `result` is final."""
         session = self._sessions[allow_private]
         result.final_url = url
-        result.status = None
-        result.content_type = None
+        # status and content_type stay those of the last response that came (a
+        # redirect's) until this hop's arrives: SPEC 5 `status`
+        got_head = False
         result.body = None
         result.size = 0
         result.error = None
@@ -268,6 +280,7 @@ class Fetcher:
             try:
                 async with asyncio.timeout(self.config.fetch.timeout + 1):  # a guard over aiohttp's own
                     async with session.get(target, allow_redirects=False, proxy=self._proxy) as resp:
+                        got_head = True
                         result.status = resp.status
                         result.content_type = resp.headers.get("Content-Type")
                         if resp.status in _REDIRECTS and "Location" in resp.headers:
@@ -295,15 +308,16 @@ class Fetcher:
                 _fail(result, "dns", f"cannot resolve {host}: {_reason(e)}")
             except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as e:
                 _fail(result, "tls", f"TLS failure with {host}: {_reason(e)}")
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
+            except (TimeoutError, aiohttp.ServerTimeoutError) as e:
                 what = "connecting" if isinstance(e, aiohttp.ConnectionTimeoutError) else "request"
                 _fail(result, "timeout", f"{what} timed out after {self._limit_for(e)} s")
             except aiohttp.ClientConnectorError as e:
                 _fail(result, "connect", f"cannot connect to {host}: {_reason(e)}")
-            except aiohttp.ClientPayloadError as e:
+            except (aiohttp.ClientPayloadError, HttpProcessingError) as e:
+                # HttpProcessingError: aiohttp's pure-Python parser raises it as is for a broken body
                 _fail(result, "protocol", f"broken response body: {_reason(e)}")
             except aiohttp.ServerDisconnectedError:
-                if result.status is None:
+                if not got_head:
                     _fail(result, "connect", f"{host} closed the connection without a response")
                 else:
                     _fail(result, "protocol", "connection closed before the body was complete")
@@ -312,7 +326,7 @@ class Fetcher:
             except (aiohttp.InvalidURL, ValueError) as e:
                 _fail(result, "protocol", f"unusable URL: {e}"[:300])
             except (aiohttp.ClientOSError, OSError) as e:
-                if result.status is None:
+                if not got_head:
                     _fail(result, "connect", f"connection to {host} failed: {_reason(e)}")
                 else:
                     _fail(result, "protocol", f"connection failed while reading: {_reason(e)}")
@@ -330,20 +344,58 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, truncate: b
     """The decoded body, or None when it passes `max_bytes` (cut to `max_bytes` when `truncate`)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in resp.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
-            if truncate:
-                chunks.append(chunk[: len(chunk) - (size - max_bytes)])
-                break
-            return None
-        chunks.append(chunk)
+    with _fail_body_on_disconnect(resp):
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                if truncate:
+                    chunks.append(chunk[: len(chunk) - (size - max_bytes)])
+                    break
+                return None
+            chunks.append(chunk)
     return b"".join(chunks)
+
+
+@contextmanager
+def _fail_body_on_disconnect(resp: aiohttp.ClientResponse) -> Iterator[None]:
+    """Fail the body stream if the connection goes before the body is complete.
+
+    aiohttp's C parser, on broken chunking after the head, closes the connection
+    but drops the body stream without failing it: the read would wait for the
+    timeout and the error would pass for a `timeout`, not a `protocol` error.
+    """
+    conn = resp.connection
+    protocol = conn.protocol if conn is not None else None  # None: the body is all in already
+
+    def lost(_: object = None) -> None:
+        if not resp.content.is_eof() and resp.content.exception() is None:
+            resp.content.set_exception(aiohttp.ClientPayloadError("connection closed before the body was complete"))
+
+    closed = protocol.closed if protocol is not None else None
+    if protocol is not None and closed is None:  # lost already
+        lost()
+    if closed is None:
+        yield
+        return
+    # asking for `closed` creates it, and makes its failure ours to read: exactly one reader per connection
+    closed.remove_done_callback(_read_failure)
+    closed.add_done_callback(_read_failure)
+    closed.add_done_callback(lost)
+    try:
+        yield
+    finally:
+        closed.remove_done_callback(lost)  # a kept-alive connection must not collect callbacks
+
+
+def _read_failure(closed: asyncio.Future[None]) -> None:
+    """Mark a lost connection's error read: a reset kept-alive connection is no error of ours."""
+    if not closed.cancelled():
+        closed.exception()
 
 
 def _fail(result: FetchResult, kind: str, message: str) -> FetchResult:
     result.ok = False
-    result.error = PageError(kind, message)
+    result.error = PageError(kind, " ".join(message.split()))  # parser errors span lines: a record's is one
     result.body = None
     result.size = 0
     return result

@@ -26,12 +26,14 @@ class LimiterClosed(Exception):
 
 
 class _Host:
-    __slots__ = ("slots", "gate", "next_start", "delay")
+    __slots__ = ("delay", "gate", "last_start", "slots")
 
     def __init__(self, per_host: int, delay: float) -> None:
         self.slots = asyncio.Semaphore(per_host)
         self.gate = asyncio.Lock()
-        self.next_start = 0.0
+        # kept even while delay is 0: a Crawl-delay learnt from robots.txt then
+        # holds after the robots.txt request itself
+        self.last_start = -float("inf")
         self.delay = delay
 
 
@@ -72,13 +74,14 @@ class Limiter:
         async with h.slots:
             if h.delay > 0:
                 async with h.gate:
-                    wait = h.next_start - time.monotonic()
+                    wait = h.last_start + h.delay - time.monotonic()
                     if wait > 0:
                         await asyncio.sleep(wait)
                     await self._global.acquire()
-                    h.next_start = time.monotonic() + h.delay
+                    h.last_start = time.monotonic()
             else:
                 await self._global.acquire()
+                h.last_start = time.monotonic()
             if self.closed:
                 self._global.release()
                 raise LimiterClosed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import os
 import re
 import zlib
 from collections.abc import Callable
@@ -44,12 +45,21 @@ class ParseJob:
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
+# WHATWG MIME sniffing: what an HTML document without a Content-Type may start with
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<script", b"<iframe", b"<h1", b"<div", b"<font",
+                b"<table", b"<a", b"<style", b"<title", b"<b", b"<body", b"<br", b"<p")
+_TAG_ENDS = (b" ", b">", b"\t", b"\n", b"\r", b"\x0c")
+
+
 def is_html(media_type: str | None, body: bytes) -> bool:
     """Whether a body is HTML: by its media type, or by sniffing when it has none."""
     if media_type:
         return media_type in _HTML_TYPES
-    head = body[:512].lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<title"))
+    head = body[:512].lstrip(b"\t\n\x0c\r ").lower()
+    if head.startswith(b"<!--"):
+        return True
+    # a tag name must end there: "<a " or "<a>" is HTML, "<abc>" or "<bogus" is not
+    return any(head.startswith(tag) and head[len(tag):len(tag) + 1] in _TAG_ENDS for tag in _HTML_STARTS)
 
 
 def media_type_of(content_type: str | None) -> str | None:
@@ -69,6 +79,9 @@ _ALIASES = {
     "gb2312": "gbk", "x-gbk": "gbk", "iso-8859-9": "cp1254", "tis-620": "cp874",
     "unicode-1-1-utf-8": "utf-8", "utf8": "utf-8",
 }
+# Python's codec for these lacks characters that browsers' decoder for the label has;
+# the superset is tried when the strict codec fails (it maps a few characters differently)
+_SUPERSETS = {"shift_jis": "cp932", "euc_kr": "cp949", "gbk": "gb18030", "big5": "big5hkscs"}
 _CT_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 _META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.I)
 
@@ -87,20 +100,26 @@ def _codec(label: str | None) -> str | None:
 
 def decode(body: bytes, content_type: str | None) -> str:
     """Decode an HTML body: BOM, then Content-Type charset, then <meta> prescan, then detection."""
-    for bom, encoding in _BOMS:
+    for bom, bom_encoding in _BOMS:
         if body.startswith(bom):
-            return body[len(bom):].decode(encoding, "replace")
-    encoding = None
+            return body[len(bom):].decode(bom_encoding, "replace")
+    encoding: str | None = None
     if content_type:
         m = _CT_CHARSET.search(content_type)
         encoding = _codec(m.group(1)) if m else None
     if encoding is None:
-        m = _META_CHARSET.search(body[:1024])
-        if m:
-            encoding = _codec(m.group(1).decode("ascii", "replace"))
+        meta = _META_CHARSET.search(body[:1024])
+        if meta:
+            encoding = _codec(meta.group(1).decode("ascii", "replace"))
             if encoding in ("utf-16", "utf-16-le", "utf-16-be"):
                 encoding = "utf-8"  # a <meta> cannot truly say UTF-16: it was read as ASCII
     if encoding is not None:
+        wider = _SUPERSETS.get(encoding)
+        if wider is not None:
+            try:
+                return body.decode(encoding)
+            except UnicodeDecodeError:
+                encoding = wider  # vendor extensions (NEC's ①, Ⅱ, ㈱ ...) that browsers decode
         return body.decode(encoding, "replace")
     try:
         return body.decode("utf-8")
@@ -111,6 +130,8 @@ def decode(body: bytes, content_type: str | None) -> str:
 # --- the worker --------------------------------------------------------------
 
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
+_END_TAGS = re.compile(r"</(?:html|body)\s*>", re.I)  # libxml2 drops what follows them; browsers keep it
+_ASCII_SPACE = re.compile(r"[ \t\n\r\f]+")  # what browsers collapse in a title
 _SPACE = re.compile(r"\s+")
 
 
@@ -151,6 +172,7 @@ class Parser:
     def _parse_html(self, job: ParseJob) -> dict[str, Any]:
         text = decode(job.body, job.content_type)
         text = _XML_DECL.sub("", text, count=1)
+        text = _END_TAGS.sub("", text)
         out: dict[str, Any] = {"title": None, "description": None, "links": [], "follow": [], "fields": {}}
         if self._html_parser is None:
             self._html_parser = etree.HTMLParser(recover=True, remove_comments=True)
@@ -184,7 +206,7 @@ class Parser:
     def _read_head(root: Any, out: dict[str, Any]) -> None:
         title = root.find(".//title")
         if title is not None:
-            out["title"] = _SPACE.sub(" ", "".join(title.itertext())).strip()
+            out["title"] = _ASCII_SPACE.sub(" ", "".join(title.itertext())).strip(" \t\n\r\f")
         for meta in root.iter("meta"):
             if (meta.get("name") or "").strip().lower() == "description":
                 content = meta.get("content")
@@ -315,6 +337,11 @@ def worker_init(parser: Parser) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    # the event loop comes first: a parse backlog waits, requests in flight must not
+    try:
+        os.nice(5)
+    except OSError:
+        pass
 
 
 def _die_with_parent() -> None:

@@ -38,8 +38,7 @@ class RobotsCache:
     def __init__(self, fetcher: Fetcher, limiter: Limiter, user_agent: str) -> None:
         self._fetcher = fetcher
         self._limiter = limiter
-        # RFC 9309 matches the product token: "scraper/0.1 (+https://...)" -> "scraper"
-        self._token = user_agent.split("/", 1)[0].split()[0] if user_agent.strip() else "*"
+        self._token = product_token(user_agent)
         self._origins: dict[str, asyncio.Future[_Verdict]] = {}
 
     async def check(self, url: str, *, allow_private: bool) -> PageError | None:
@@ -81,6 +80,12 @@ class RobotsCache:
             message = f"robots.txt unreachable ({robots_url}): {result.error.message}"  # type: ignore[union-attr]
             return _Verdict(error=PageError(kind, message))
         return _Verdict()  # 4xx, too many redirects, blocked: treated as no robots.txt
+
+
+def product_token(user_agent: str) -> str:
+    """RFC 9309 matches the product token: "scraper/0.1 (+https://...)" -> "scraper"."""
+    words = user_agent.split("/", 1)[0].split()
+    return words[0] if words else "*"  # "" or "/1.0" has none: only the * group applies
 
 
 def origin_url(u: URL) -> str:

@@ -237,3 +237,21 @@ async def test_memory_frontier_is_breadth_first():
         await f.done(item)
     assert order == ["http://a/1", "http://a/1b", "http://a/2", "http://a/3"]
     assert await f.next() is None
+
+
+async def test_max_pages_stops_reading_the_seeds(serve, tmp_path):
+    site = await serve(tree(0))
+    consumed = 0
+
+    def seeds():
+        nonlocal consumed
+        for i in range(100_000):
+            consumed += 1
+            yield site.url(f"/{i}")
+
+    cfg = config(tmp_path, crawl={"max_pages": 5}, fetch={"concurrency": 4})
+    async with Scraper(cfg, queue_size=8) as s:
+        stats = await s.run(seeds())
+    assert stats.pages == 5
+    assert sum(site.hits.values()) == 5
+    assert consumed < 1_000  # the rest of the input is never read

@@ -174,3 +174,10 @@ def test_page_to_dict_key_order_and_text_key():
                                    "elapsed_ms", "attempts", "content_type", "bytes", "title", "description",
                                    "links", "fields", "error"]
     assert "text" in Page(url="http://a/", with_text=True).to_dict()
+
+
+def test_links_after_the_closing_html_tag_are_kept():
+    out = parser().parse(job('<html><head><title>a\u3000b</title></head><body><a href="/in">in</a></body></html>'
+                             '<a href="/after">after</a>'))
+    assert out["links"] == ["http://site.test/in", "http://site.test/after"]
+    assert out["title"] == "a\u3000b"  # only ASCII whitespace is collapsed, as browsers do

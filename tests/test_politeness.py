@@ -1,0 +1,132 @@
+"""Politeness without head-of-line blocking (SPEC section 6), measured on the servers' side.
+
+Each host is its own loopback address (127.0.0.2, 127.0.0.3, ...), since
+limits are per host name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+from conftest import config
+from hostile_servers import gaps, starts_of
+
+from scraper import Page, Scraper
+
+# a request's arrival at the server lags its start by a little, and the first on a
+# new connection by more: server-side gaps between starts may come out that much short
+SLACK = 0.05
+
+
+class Gauge:
+    """Requests in flight across several servers, as the servers see them."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def wrap(self, handler: Any) -> Any:
+        async def counted(request: web.Request) -> web.StreamResponse:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            try:
+                return await handler(request)
+            finally:
+                self.now -= 1
+
+        return counted
+
+
+def pause(seconds: float, robots_txt: str | None = None) -> Any:
+    """A page that takes `seconds`; robots.txt as given, or 404."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/robots.txt":
+            if robots_txt is None:
+                return web.Response(status=404, text="none")
+            return web.Response(text=robots_txt, content_type="text/plain")
+        await asyncio.sleep(seconds)
+        return web.Response(text="ok", content_type="text/plain")
+
+    return handler
+
+
+async def timed_crawl(cfg: Any, urls: list[str]) -> tuple[dict[str, Page], dict[str, float]]:
+    """The pages, and when each record came out (seconds from the start)."""
+    done: dict[str, float] = {}
+    pages: dict[str, Page] = {}
+    t0 = time.monotonic()
+    async with Scraper(cfg) as s:
+        async for page in s.crawl(urls):
+            done[page.url] = time.monotonic() - t0
+            pages[page.url] = page
+    return pages, done
+
+
+async def test_slow_polite_host_does_not_hold_up_the_others(serve: Any) -> None:
+    concurrency, per_host, crawl_delay = 4, 2, 0.4
+    gauge = Gauge()
+    slow = await serve(gauge.wrap(pause(0.3, f"User-agent: *\nCrawl-delay: {crawl_delay}\n")), host="127.0.0.2")
+    fast = [await serve(gauge.wrap(pause(0.01)), host=f"127.0.0.{i}") for i in range(3, 12)]
+    slow_urls = [slow.url(f"/s{i}") for i in range(6)]
+    fast_urls = [srv.url(f"/f{i}") for i in range(20) for srv in fast]
+    # the slow host's URLs come first: with concurrency <= 2 * per_host, a URL waiting for its
+    # host's delay while holding a global slot would starve every other host
+    cfg = config(fetch={"obey_robots": True, "concurrency": concurrency, "per_host": per_host})
+    pages, done = await timed_crawl(cfg, slow_urls + fast_urls)
+
+    assert len(pages) == len(slow_urls) + len(fast_urls) == 186
+    assert all(p.ok for p in pages.values()), [p.error for p in pages.values() if not p.ok][:3]
+    slow_end = max(done[u] for u in slow_urls)
+    fast_end = max(done[u] for u in fast_urls)
+    # robots.txt, then 6 pages, Crawl-delay apart
+    assert slow_end >= 6 * crawl_delay
+    assert fast_end < 0.4 * slow_end, (fast_end, slow_end)
+    # the delay held on the slow host (robots.txt included), one request at a time
+    assert min(gaps(starts_of(slow))) >= crawl_delay - SLACK, gaps(starts_of(slow))
+    assert slow.max_in_flight == 1
+    # the caps held, and were reached: the crawl was not merely slow
+    assert max(srv.max_in_flight for srv in fast) == per_host
+    assert gauge.peak == concurrency
+    print(f"\nfast hosts done at {fast_end:.2f} s, slow host at {slow_end:.2f} s")
+
+
+async def test_fetch_delay_and_per_host_and_concurrency_caps(serve: Any) -> None:
+    gauge = Gauge()
+    hosts = [await serve(gauge.wrap(pause(0.05)), host=f"127.0.0.{i}") for i in (2, 3, 4)]
+    urls = [srv.url(f"/p{i}") for i in range(12) for srv in hosts]
+    cfg = config(fetch={"concurrency": 5, "per_host": 3, "delay": 0.15})
+    pages, _ = await timed_crawl(cfg, urls)
+    assert all(p.ok for p in pages.values())
+    for srv in hosts:
+        assert srv.max_in_flight <= 3
+        assert min(gaps(starts_of(srv))) >= 0.15 - SLACK, gaps(starts_of(srv))
+    assert gauge.peak <= 5
+
+    # without a delay the caps are reached, and hold
+    gauge = Gauge()
+    hosts = [await serve(gauge.wrap(pause(0.1)), host=f"127.0.0.{i}") for i in (5, 6, 7)]
+    urls = [srv.url(f"/p{i}") for srv in hosts for i in range(12)]  # host by host
+    pages, _ = await timed_crawl(config(fetch={"concurrency": 5, "per_host": 3}), urls)
+    assert all(p.ok for p in pages.values())
+    assert max(srv.max_in_flight for srv in hosts) == 3
+    assert gauge.peak == 5
+
+
+async def test_backoff_holds_no_slot(serve: Any) -> None:
+    async def limited(request: web.Request) -> web.Response:
+        return web.Response(status=429, headers={"Retry-After": "1"}, text="slow down")
+
+    throttled = await serve(limited, host="127.0.0.2")
+    other = await serve(pause(0.01), host="127.0.0.3")
+    cfg = config(fetch={"concurrency": 1, "per_host": 1}, retry={"attempts": 2, "max_backoff": 5.0})
+    urls = [throttled.url(f"/t{i}") for i in range(3)] + [other.url(f"/o{i}") for i in range(10)]
+    pages, done = await timed_crawl(cfg, urls)
+    for url in urls[:3]:
+        assert pages[url].error is not None and pages[url].error.kind == "http" and pages[url].attempts == 2
+    # one global slot in all: the other host's pages went through while the throttled URLs waited
+    assert max(done[u] for u in urls[3:]) < 0.8
+    assert min(done[u] for u in urls[:3]) >= 1.0
