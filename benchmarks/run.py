@@ -16,26 +16,30 @@ lines of bootstrap (`_BOOT`) run the module exactly as `python -m` would
 (`runpy.run_module(..., alter_sys=True)`) and, at exit, write the process's
 VmHWM (peak resident memory) to a file. The driver reaps the child with
 `os.wait4`, whose rusage is the CPU time of the child and every descendant it
-waited for (the parse pool's workers included).
+waited for. The driver is also a child subreaper (Linux prctl), so processes
+that outlive the child in its process group (a multiprocessing forkserver and
+the parse workers it forked) are reaped by the driver and their CPU counted.
 
 Figures for each run:
 - wall s        from spawn to exit, interpreter start-up included
 - pages/s       records written / wall
-- CPU ms/page   (user + sys of the process tree) / records
+- CPU ms/page   (user + sys of the whole process tree, parse workers included) / records
 - peak RSS MB   VmHWM of the main process, read by itself at exit (or, when it
                 exits without running atexit, the last value polled every 50 ms)
 - tree RSS MB   wait4's ru_maxrss: the largest peak of any one process in the tree
 - loop lag p99  ours: `loop_lag_p99_ms` from DIR/stats.json when present;
-                bare and Scrapy: a 20 ms timer's lateness, sampled in-process
+                bare and Scrapy: a 50 ms timer's lateness, sampled in-process
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -116,6 +120,7 @@ def _vm_hwm_kb(pid: int) -> int | None:
 def measure(module: str, args: Sequence[str], *, workdir: Path, timeout: float) -> Measured:
     """Run `python -m module args...` in `workdir` and measure it (see the module doc)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    _become_subreaper()
     hwm_file = workdir / "vmhwm.kb"
     env = {
         **os.environ,
@@ -129,7 +134,12 @@ def measure(module: str, args: Sequence[str], *, workdir: Path, timeout: float) 
         start = time.perf_counter()
         # Its own session: a timeout or Ctrl-C kills its whole group (the parse pool too).
         proc = subprocess.Popen(
-            cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            cmd,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
             start_new_session=True,
         )
     done = threading.Event()
@@ -150,17 +160,24 @@ def measure(module: str, args: Sequence[str], *, workdir: Path, timeout: float) 
     timer.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)  # blocking: the wall time is exact
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it again
+        done.set()
+        cpu = usage.ru_utime + usage.ru_stime
+        tree_max_kb = usage.ru_maxrss  # kilobytes on Linux
+        # What outlived the main process (a forkserver and its parse workers) is
+        # ours to reap, as subreaper: its CPU time belongs to the run too.
+        for rest in _reap_group(proc.pid, grace=10.0):
+            cpu += rest.ru_utime + rest.ru_stime
+            tree_max_kb = max(tree_max_kb, rest.ru_maxrss)
     except BaseException:
         _kill_group(proc.pid)
-        proc.wait()
+        _reap_group(proc.pid, grace=0.0)
         raise
     finally:
         timer.cancel()
         done.set()
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it again
     poller.join()
-    _kill_group(proc.pid)  # anything it left behind in its group (none, normally)
 
     rss_source, rss_kb = "none", None
     if hwm_file.exists() and hwm_file.read_text().strip():
@@ -170,10 +187,10 @@ def measure(module: str, args: Sequence[str], *, workdir: Path, timeout: float) 
     return Measured(
         returncode=proc.returncode,
         wall_s=wall,
-        cpu_s=usage.ru_utime + usage.ru_stime,
+        cpu_s=cpu,
         rss_peak_mb=rss_kb / 1024 if rss_kb is not None else None,
         rss_source=rss_source,
-        rss_tree_max_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
+        rss_tree_max_mb=tree_max_kb / 1024,
         timed_out=timed_out.is_set(),
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
@@ -185,6 +202,68 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """Adopt our children's orphans (Linux), so their rusage reaches us when we reap them.
+
+    A multiprocessing forkserver is started by the scraper but never waited
+    for: it exits after the scraper, and its CPU time (its parse workers')
+    would otherwise go to init.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _group_members(pgid: int) -> list[tuple[int, int]]:
+    """(pid, parent pid) of every process in process group `pgid`, zombies included."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ...
+            members.append((int(entry), int(fields[1])))
+    return members
+
+
+def _reap_group(pgid: int, grace: float) -> list[resource.struct_rusage]:
+    """Wait for what is left of a run's process group; kill it after `grace` seconds.
+
+    Only processes of that group whose parent is this driver are reaped: the
+    servers, in sessions of their own, are never touched.
+    """
+    usages: list[resource.struct_rusage] = []
+    me = os.getpid()
+    deadline = time.monotonic() + grace
+    killed_at: float | None = None
+    while members := _group_members(pgid):
+        for pid, ppid in members:
+            if ppid == me:
+                try:
+                    reaped, _, usage = os.wait4(pid, os.WNOHANG)
+                except ChildProcessError:
+                    continue
+                if reaped:
+                    usages.append(usage)
+        now = time.monotonic()
+        if killed_at is None and now >= deadline:
+            _kill_group(pgid)
+            killed_at = now
+        elif killed_at is not None and now - killed_at > 10:
+            break  # unkillable or not ours to reap: give up rather than hang
+        time.sleep(0.01)
+    return usages
 
 
 # --- results -----------------------------------------------------------------------
@@ -215,9 +294,7 @@ class Run:
         return cls(tool, "skipped", why)
 
     @classmethod
-    def from_measured(
-        cls, tool: str, m: Measured, records: int, ok_pages: int, command: list[str]
-    ) -> Run:
+    def from_measured(cls, tool: str, m: Measured, records: int, ok_pages: int, command: list[str]) -> Run:
         status = "timeout" if m.timed_out else "ok" if m.returncode == 0 else "failed"
         note = ""
         if status != "ok":
@@ -261,8 +338,15 @@ LATENCY_FIGURES: list[tuple[str, str, str]] = [
     ("max_in_flight", "max in flight (server)", "{:.0f}"),
     ("requests", "requests (server)", "{:.0f}"),
 ]
-RATIO_KEYS = ("wall_s", "pages_per_s", "cpu_ms_per_page", "rss_peak_mb", "loop_lag_p99_ms",
-              "span_over_ideal", "wall_over_ideal")
+RATIO_KEYS = (
+    "wall_s",
+    "pages_per_s",
+    "cpu_ms_per_page",
+    "rss_peak_mb",
+    "loop_lag_p99_ms",
+    "span_over_ideal",
+    "wall_over_ideal",
+)
 
 
 def _value(run: Run, key: str) -> float | None:
@@ -390,7 +474,10 @@ def run_bare(job: Job, ctx: Context) -> Run:
     except (IndexError, ValueError):
         result = {}
     run = Run.from_measured(
-        "bare", m, int(result.get("pages", 0)), int(result.get("ok", 0)),
+        "bare",
+        m,
+        int(result.get("pages", 0)),
+        int(result.get("ok", 0)),
         ["python", "-m", "benchmarks.bare", *args],
     )
     run.loop_lag_p99_ms = result.get("loop_lag_p99_ms")
@@ -422,12 +509,18 @@ def run_scrapy(job: Job, ctx: Context) -> Run:
     if job.max_pages:
         settings["CLOSESPIDER_PAGECOUNT"] = job.max_pages
     args = [
-        "runspider", str(BENCH_DIR / "scrapy_spider.py"),
-        "-a", f"urls={job.urls_file}",
-        "-a", f"mode={'crawl' if job.crawl else 'list'}",
-        "-a", f"fields={int(job.fields)}",
-        "-a", f"lag_file={lag_file}",
-        "-O", str(out),
+        "runspider",
+        str(BENCH_DIR / "scrapy_spider.py"),
+        "-a",
+        f"urls={job.urls_file}",
+        "-a",
+        f"mode={'crawl' if job.crawl else 'list'}",
+        "-a",
+        f"fields={int(job.fields)}",
+        "-a",
+        f"lag_file={lag_file}",
+        "-O",
+        str(out),
     ]
     for key, value in settings.items():
         args += ["-s", f"{key}={value}"]
@@ -450,8 +543,9 @@ RUNNERS: dict[str, Callable[[Job, Context], Run]] = {
 }
 
 
-def run_job(job: Job, ctx: Context, before: Callable[[], None] | None = None,
-            after: Callable[[Run], None] | None = None) -> dict[str, Run]:
+def run_job(
+    job: Job, ctx: Context, before: Callable[[], None] | None = None, after: Callable[[Run], None] | None = None
+) -> dict[str, Run]:
     runs: dict[str, Run] = {}
     for tool in TOOLS:
         if before:
@@ -461,9 +555,7 @@ def run_job(job: Job, ctx: Context, before: Callable[[], None] | None = None,
         if after and run.status != "skipped":
             after(run)
         if run.status in ("ok", "skipped") and run.records not in (None, job.expected):
-            run.note = (run.note + "; " if run.note else "") + (
-                f"{run.records} records, expected {job.expected}"
-            )
+            run.note = (run.note + "; " if run.note else "") + (f"{run.records} records, expected {job.expected}")
         wall = f" {run.wall_s:.2f} s" if run.wall_s is not None else ""
         print(f" {run.status}{wall}", file=sys.stderr)
         runs[tool] = run
@@ -491,29 +583,29 @@ def run_scenarios(plan: Plan, site: SiteInfo, ctx: Context, use_nginx: bool) -> 
         files.mkdir(parents=True, exist_ok=True)
         site_urls = write_urls(files / "site.txt", static.base_url, site.n_pages)
 
-        def add(name: str, description: str, job: Job, runs: dict[str, Run],
-                params: dict[str, Any]) -> None:
+        def add(name: str, description: str, job: Job, runs: dict[str, Run], params: dict[str, Any]) -> None:
             results["scenarios"][name] = {
                 "description": description,
-                "params": {"concurrency": job.concurrency, "expected_records": job.expected,
-                           **params},
+                "params": {"concurrency": job.concurrency, "expected_records": job.expected, **params},
                 "runs": {tool: asdict(run) for tool, run in runs.items()},
                 "ratios": ratios(runs),
             }
 
         if "list" in plan.only:
             job = Job("list", site_urls, LIST_CONCURRENCY, site.n_pages)
-            add("list", f"{site.n_pages} pages as a URL list", job, run_job(job, ctx),
-                {"pages": site.n_pages})
+            add("list", f"{site.n_pages} pages as a URL list", job, run_job(job, ctx), {"pages": site.n_pages})
 
         if "crawl" in plan.only:
             seed_file = files / "seed.txt"
             seed_file.write_text(f"{static.base_url}/index.html\n")
-            job = Job("crawl", seed_file, LIST_CONCURRENCY, site.n_pages, crawl=True,
-                      bare_urls_file=site_urls)
-            add("crawl", f"crawl of {site.n_pages} pages from /index.html", job,
+            job = Job("crawl", seed_file, LIST_CONCURRENCY, site.n_pages, crawl=True, bare_urls_file=site_urls)
+            add(
+                "crawl",
+                f"crawl of {site.n_pages} pages from /index.html",
+                job,
                 run_job(job, ctx),
-                {"pages": site.n_pages, "depth": CRAWL_DEPTH, "site_depth": site.max_depth})
+                {"pages": site.n_pages, "depth": CRAWL_DEPTH, "site_depth": site.max_depth},
+            )
 
         if "latency" in plan.only:
             latency = stack.enter_context(servers.start_latency(LATENCY_DELAY_MS))
@@ -534,27 +626,39 @@ def run_scenarios(plan: Plan, site: SiteInfo, ctx: Context, use_nginx: bool) -> 
                 )
 
             job = Job("latency", lat_urls, c, n)
-            runs = run_job(job, ctx, before=lambda: servers.reset_latency_stats(latency.base_url),
-                           after=observe)
-            add("latency", f"{n} URLs answered after {LATENCY_DELAY_MS} ms", job, runs,
-                {"urls": n, "delay_ms": LATENCY_DELAY_MS, "ideal_s": ideal})
+            runs = run_job(job, ctx, before=lambda: servers.reset_latency_stats(latency.base_url), after=observe)
+            add(
+                "latency",
+                f"{n} URLs answered after {LATENCY_DELAY_MS} ms",
+                job,
+                runs,
+                {"urls": n, "delay_ms": LATENCY_DELAY_MS, "ideal_s": ideal},
+            )
 
         if "fields" in plan.only:
             job = Job("fields", site_urls, LIST_CONCURRENCY, site.n_pages, fields=True)
-            add("fields", f"{site.n_pages} pages as a list, with [parse.fields]", job,
-                run_job(job, ctx), {"pages": site.n_pages,
-                                    "fields": {"h1": "h1", "links": "a[href], all"}})
+            add(
+                "fields",
+                f"{site.n_pages} pages as a list, with [parse.fields]",
+                job,
+                run_job(job, ctx),
+                {"pages": site.n_pages, "fields": {"h1": "h1", "links": "a[href], all"}},
+            )
 
         if "bigfile" in plan.only:
-            big = write_urls(files / "big.txt", static.base_url, site.n_pages,
-                             lines=BIGFILE_LINES, unique=True)
-            job = Job("bigfile", big, LIST_CONCURRENCY, BIGFILE_MAX_PAGES,
-                      max_pages=BIGFILE_MAX_PAGES)
-            add("bigfile",
-                f"{BIGFILE_LINES:,}-line urls.txt, --max-pages {BIGFILE_MAX_PAGES}", job,
+            big = write_urls(files / "big.txt", static.base_url, site.n_pages, lines=BIGFILE_LINES, unique=True)
+            job = Job("bigfile", big, LIST_CONCURRENCY, BIGFILE_MAX_PAGES, max_pages=BIGFILE_MAX_PAGES)
+            add(
+                "bigfile",
+                f"{BIGFILE_LINES:,}-line urls.txt, --max-pages {BIGFILE_MAX_PAGES}",
+                job,
                 run_job(job, ctx),
-                {"lines": BIGFILE_LINES, "max_pages": BIGFILE_MAX_PAGES,
-                 "file_mb": round(big.stat().st_size / 2**20, 1)})
+                {
+                    "lines": BIGFILE_LINES,
+                    "max_pages": BIGFILE_MAX_PAGES,
+                    "file_mb": round(big.stat().st_size / 2**20, 1),
+                },
+            )
     return results
 
 
@@ -568,7 +672,13 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    lines: list[str] = []
+    meta, server = results["meta"], results.get("server", {})
+    static = server.get("static", "?") + (f" {server['version']}" if server.get("version") else "")
+    lines: list[str] = [
+        f"site: {meta['pages']} pages ({meta['site_bytes'] / 2**20:.0f} MB), static server: {static}"
+        + (f", latency server: {server['latency']}" if "latency" in server else ""),
+        f"python {meta['python']}, {meta['cpus']} cores, load average at start {meta['load_average_at_start']}",
+    ]
     for name, sc in results["scenarios"].items():
         runs: dict[str, dict[str, Any]] = sc["runs"]
         params = sc["params"]
@@ -613,11 +723,16 @@ def _versions() -> dict[str, str | None]:
 
 def _check_ours(timeout: float = 60) -> tuple[bool, str]:
     """Whether `python -m scraper --help` works; if not, the reason (its output)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     try:
-        r = subprocess.run([sys.executable, "-m", "scraper", "--help"], capture_output=True,
-                           text=True, timeout=timeout, env=env, cwd=tempfile.gettempdir())
+        r = subprocess.run(
+            [sys.executable, "-m", "scraper", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=tempfile.gettempdir(),
+        )
     except subprocess.TimeoutExpired:
         return False, f"`python -m scraper --help` did not finish in {timeout} s"
     if r.returncode != 0:
@@ -628,15 +743,16 @@ def _check_ours(timeout: float = 60) -> tuple[bool, str]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     p.add_argument("--pages", type=int, default=5000, help="pages in the site (default 5000)")
-    p.add_argument("--quick", action="store_true",
-                   help="500 pages and 200 latency URLs: the whole run in under a minute")
-    p.add_argument("--only", default=",".join(SCENARIOS),
-                   help=f"comma-separated scenarios (default: {','.join(SCENARIOS)})")
+    p.add_argument(
+        "--quick", action="store_true", help="500 pages and 200 latency URLs: the whole run in under a minute"
+    )
+    p.add_argument(
+        "--only", default=",".join(SCENARIOS), help=f"comma-separated scenarios (default: {','.join(SCENARIOS)})"
+    )
     p.add_argument("--no-scrapy", action="store_true", help="skip the Scrapy runs")
     p.add_argument("--no-nginx", action="store_true", help="serve the site with aiohttp even if nginx is installed")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, help="seconds per run before it is killed "
-                   "(default 300, 90 with --quick)")
+    p.add_argument("--timeout", type=float, help="seconds per run before it is killed (default 300, 90 with --quick)")
     p.add_argument("--site-dir", type=Path, help="where the generated site is cached")
     p.add_argument("--results", type=Path, default=BENCH_DIR / "results.json")
     p.add_argument("--keep", action="store_true", help="keep the runs' temp dir (outputs, logs)")
@@ -654,15 +770,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the servers and the running child are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     pages = 500 if args.quick else args.pages
-    plan = Plan(pages=pages, latency_urls=200 if args.quick else 2000, seed=args.seed,
-                only=args.only)
+    plan = Plan(pages=pages, latency_urls=200 if args.quick else 2000, seed=args.seed, only=args.only)
     timeout = args.timeout or (90.0 if args.quick else 300.0)
     site_dir = args.site_dir or Path(tempfile.gettempdir()) / "scraper-bench-sites" / f"n{pages}-s{args.seed}"
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        # 2 cores: another job's load shows up directly in every figure.
+        print(f"warning: load average {load:.2f} before the run; figures will be noisy", file=sys.stderr)
     t0 = time.perf_counter()
     site = ensure_site(site_dir, pages, args.seed)
-    print(f"site: {site.n_pages} pages, {site.total_bytes / 2**20:.0f} MB in {site.root} "
-          f"(crawl depth {site.max_depth}; ready in {time.perf_counter() - t0:.1f} s)",
-          file=sys.stderr)
+    print(
+        f"site: {site.n_pages} pages, {site.total_bytes / 2**20:.0f} MB in {site.root} "
+        f"(crawl depth {site.max_depth}; ready in {time.perf_counter() - t0:.1f} s)",
+        file=sys.stderr,
+    )
 
     ours_ready, ours_why = _check_ours()
     if not ours_ready:
@@ -698,6 +819,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "load_average_at_start": round(load, 2),
             "versions": _versions(),
             "timeout_s": timeout,
             "ours_skipped": None if ours_ready else ours_why,

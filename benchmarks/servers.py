@@ -157,15 +157,11 @@ def _start_nginx(nginx: str, root: Path) -> Server:
     if os.geteuid() == 0:
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
     conf = work / "nginx.conf"
-    conf.write_text(
-        _NGINX_CONF.format(user=user, work=work, host=HOST, port=port, root=root.resolve())
-    )
+    conf.write_text(_NGINX_CONF.format(user=user, work=work, host=HOST, port=port, root=root.resolve()))
     error_log = work / "error.log"
     cmd = [nginx, "-p", str(work), "-e", str(error_log), "-c", str(conf), "-g", "daemon off;"]
     with (work / "stderr.log").open("wb") as err:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
-        )
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
     server = Server("nginx", f"http://{HOST}:{port}", proc, work, {"conf": str(conf)})
     try:
         _wait_listening(proc, port, "nginx", error_log)
@@ -173,7 +169,7 @@ def _start_nginx(nginx: str, root: Path) -> Server:
         server.stop()
         raise
     version = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
-    server.info["version"] = version.removeprefix("nginx version: ")
+    server.info["version"] = version.removeprefix("nginx version: nginx/")
     return server
 
 
@@ -295,7 +291,7 @@ def _latency_app(delay_s: float) -> Any:
 
     stats = LatencyStats()
     body = (
-        b"<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        b'<!DOCTYPE html><html><head><meta charset="utf-8">'
         b"<title>Latency test page</title></head>"
         b"<body><p>A small page with no links.</p></body></html>"
     )
@@ -342,10 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     latency = sub.add_parser("latency", help="answer every request after a delay")
     latency.add_argument("--delay-ms", type=float, default=200.0)
     args = parser.parse_args(argv)
-    if args.command == "static":
-        app = _static_app(args.root)
-    else:
-        app = _latency_app(args.delay_ms / 1000)
+    app = _static_app(args.root) if args.command == "static" else _latency_app(args.delay_ms / 1000)
     asyncio.run(_serve(app))
 
 

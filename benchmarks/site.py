@@ -43,7 +43,7 @@ LINKS_PER_PAGE = 40
 NEXT_LINKS = 5  # links to pages i+1..i+5: what makes every page reachable
 MANIFEST = "site.json"
 
-_WORDS = (
+_VOCABULARY = (
     "able about above across action active actual added address admin advance after "
     "again against agent agree ahead allow almost alone along already also always "
     "amount analysis another answer anyone appear apply archive around article aside "
@@ -78,7 +78,8 @@ _WORDS = (
     "token topic total tower track trade travel update upper usage valley value "
     "vector version video village visual volume water weather window winter within "
     "worker world writer yellow zone"
-).split()
+)
+_WORDS = _VOCABULARY.split()
 
 _STYLE = (
     "<style>body{font-family:system-ui,sans-serif;margin:0;color:#222}"
@@ -155,9 +156,7 @@ def _href(source: int, target: int, rng: random.Random) -> str:
     elif source == 0:  # index.html sits at the root, beside p/
         href = rng.choice((f"/p/{target}.html", f"p/{target}.html", f"./p/{target}.html"))
     else:
-        href = rng.choice(
-            (f"/p/{target}.html", f"{target}.html", f"./{target}.html", f"../p/{target}.html")
-        )
+        href = rng.choice((f"/p/{target}.html", f"{target}.html", f"./{target}.html", f"../p/{target}.html"))
     if rng.random() < 0.2:
         href += f"#s{rng.randrange(1, 10)}"
     return href
@@ -176,16 +175,16 @@ def _page(i: int, n_pages: int, seed: int) -> tuple[str, list[int]]:
     prev_page = max(i - 1, 0)
     next_page = min(i + 1, n_pages - 1)
     head = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>Page {i}: {topic}</title>\n"
-        f"<meta name=\"description\" content=\"Page {i} of the benchmark site, about "
-        f"{topic.lower()}. {_sentence(rng)}\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"{_STYLE}\n</head>\n<body>\n<header id=\"top\">\n<nav>\n"
-        f"<a href=\"{_href(i, 0, rng)}\">Home</a>\n"
-        f"<a href=\"{_href(i, prev_page, rng)}\">Previous</a>\n"
-        f"<a href=\"{_href(i, next_page, rng)}\">Next</a>\n"
-        "<a href=\"#top\">Top</a>\n</nav>\n</header>\n<main>\n"
+        f'<meta name="description" content="Page {i} of the benchmark site, about '
+        f'{topic.lower()}. {_sentence(rng)}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'{_STYLE}\n</head>\n<body>\n<header id="top">\n<nav>\n'
+        f'<a href="{_href(i, 0, rng)}">Home</a>\n'
+        f'<a href="{_href(i, prev_page, rng)}">Previous</a>\n'
+        f'<a href="{_href(i, next_page, rng)}">Next</a>\n'
+        '<a href="#top">Top</a>\n</nav>\n</header>\n<main>\n'
         f"<h1>{topic}</h1>\n"
     )
     parts = [head]
@@ -198,7 +197,7 @@ def _page(i: int, n_pages: int, seed: int) -> tuple[str, list[int]]:
     while size < budget or inline:
         if section < 9 and rng.random() < 0.15:
             section += 1
-            block = f"<h2 id=\"s{section}\">{_sentence(rng)[:-1]}</h2>\n"
+            block = f'<h2 id="s{section}">{_sentence(rng)[:-1]}</h2>\n'
         else:
             sentences = [_sentence(rng) for _ in range(rng.randrange(3, 7))]
             if inline and (size > budget or rng.random() < 0.5):
@@ -206,21 +205,19 @@ def _page(i: int, n_pages: int, seed: int) -> tuple[str, list[int]]:
                 anchor = " ".join(rng.choices(_WORDS, k=2))
                 sentences.insert(
                     rng.randrange(len(sentences) + 1),
-                    f"See <a href=\"{_href(i, j, rng)}\">{anchor}</a>.",
+                    f'See <a href="{_href(i, j, rng)}">{anchor}</a>.',
                 )
             block = "<p>" + " ".join(sentences) + "</p>\n"
         parts.append(block)
         size += len(block)
-    items = "".join(
-        f"<li><a href=\"{_href(i, j, rng)}\">Page {j}</a></li>\n" for j in tail_links
-    )
+    items = "".join(f'<li><a href="{_href(i, j, rng)}">Page {j}</a></li>\n' for j in tail_links)
     parts.append(
-        f"<ul class=\"related\">\n{items}</ul>\n</main>\n"
+        f'<ul class="related">\n{items}</ul>\n</main>\n'
         f"<footer><p>Benchmark site, page {i} of {n_pages}.</p></footer>\n"
         "<script>document.documentElement.classList.add('js');</script>\n"
         "</body>\n</html>\n"
     )
-    return "".join(parts), targets + [0, prev_page, next_page]
+    return "".join(parts), [*targets, 0, prev_page, next_page]
 
 
 def _max_depth(links: list[list[int]]) -> int:
@@ -239,9 +236,7 @@ def _max_depth(links: list[list[int]]) -> int:
     return max(depth)
 
 
-def generate(
-    dir: str | Path, n_pages: int = 5000, seed: int = 0, *, base: str | None = None
-) -> SiteInfo:
+def generate(dir: str | Path, n_pages: int = 5000, seed: int = 0, *, base: str | None = None) -> SiteInfo:
     """Write the site into `dir` (created if needed) and its `site.json` manifest.
 
     With `base` (the server root URL), also write `dir/urls.txt` listing every page.
