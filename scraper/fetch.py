@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import socket
 import ssl
 import time
@@ -180,21 +181,6 @@ class Fetcher:
     ) -> FetchResult:
         """Fetch `url` with retries. Never raises for a network or HTTP failure: see `.error`."""
         r = self.config.retry
-        # doubles from `backoff`, plus up to `backoff` of jitter so that retries do not march in step
-        backoff = wait_exponential(multiplier=r.backoff, max=r.max_backoff) + wait_random(0, r.backoff)
-
-        def wait(state: RetryCallState) -> float:
-            result: FetchResult = state.outcome.result()  # type: ignore[union-attr]
-            if result.retry_after is not None:
-                return min(result.retry_after, r.max_backoff)
-            return min(backoff(state), r.max_backoff)
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(r.attempts),
-            wait=wait,
-            retry=retry_if_result(self._retryable),
-            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
-        )
         attempts = 0
 
         async def attempt() -> FetchResult:
@@ -208,7 +194,25 @@ class Fetcher:
                 truncate=truncate,
             )
 
-        result: FetchResult = await retrying(attempt)
+        # The first try runs bare: most URLs need one, and tenacity's bookkeeping
+        # would cost more than the request's own Python work on a fast site.
+        result = await attempt()
+        if r.attempts > 1 and self._retryable(result):
+            first_wait = r.backoff + random.uniform(0, r.backoff)
+            await asyncio.sleep(_wait(result, first_wait, r.max_backoff))
+            # tenacity's try k is our try k + 1: the exponential wait starts one doubling up
+            backoff = wait_exponential(multiplier=2 * r.backoff, max=r.max_backoff) + wait_random(0, r.backoff)
+
+            def wait(state: RetryCallState) -> float:
+                return _wait(state.outcome.result(), backoff(state), r.max_backoff)  # type: ignore[union-attr]
+
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(r.attempts - 1),
+                wait=wait,
+                retry=retry_if_result(self._retryable),
+                retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+            )
+            result = await retrying(attempt)
         result.attempts = attempts
         if result.error is not None and result.error.kind == "blocked" and result.status is None and attempts == 1:
             # refused before anything was sent: the record of a URL never requested (SPEC 5)
@@ -413,6 +417,13 @@ def _is_ip(host: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _wait(result: FetchResult, backoff: float, max_backoff: float) -> float:
+    """Seconds before the next try: the server's Retry-After when it sent one, else `backoff`; capped."""
+    if result.retry_after is not None:
+        return min(result.retry_after, max_backoff)
+    return min(backoff, max_backoff)
 
 
 def _redirect_target(current: str, location: str) -> str | None:

@@ -96,3 +96,20 @@ async def test_timeout_is_retried_then_reported(mocked, tmp_path):
     assert page.attempts == 3
     assert page.status is None
     assert page.error.kind == "timeout"
+
+
+async def test_backoff_doubles_with_jitter(mocked, tmp_path):
+    times = []
+
+    def stamp(url, **kwargs):
+        times.append(time.monotonic())
+
+    for _ in range(3):
+        mocked.get(URL, status=503, callback=stamp)
+    mocked.get(URL, status=200, body="x", content_type="text/plain", callback=stamp)
+    [page] = await crawl_one(config(tmp_path, retry={"attempts": 4, "backoff": 0.1, "max_backoff": 10.0}))
+    assert page.ok and page.attempts == 4
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    # waits of backoff * 2**k plus up to `backoff` of jitter: [0.1, 0.2), [0.2, 0.3), [0.4, 0.5)
+    for gap, low in zip(gaps, (0.1, 0.2, 0.4), strict=True):
+        assert low <= gap < low + 0.1 + 0.05, gaps
