@@ -28,7 +28,14 @@ class Item:
 
 
 class Frontier(ABC):
-    """Seen set, pending links and the outstanding count of one crawl."""
+    """Seen set, pending links and the outstanding count of one crawl.
+
+    Optional hooks, looked up by the pipeline: `async commit(item, line) -> bool`
+    records `item` (its output line, or None when no file is written) and releases
+    it in one atomic step, the frontier writing its shard itself (then `done` means
+    "dropped, give it back"); `limiter(concurrency, per_host, delay)` returns the
+    `Limiter` to use (Redis: per-host limits over all workers).
+    """
 
     @abstractmethod
     async def add_seed(self, item: Item) -> bool:
