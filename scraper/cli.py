@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import signal
 import sys
@@ -109,8 +110,11 @@ async def _run(args: argparse.Namespace, config: object) -> int:
     signals = (signal.SIGINT, signal.SIGTERM)
 
     def on_signal(signum: int) -> None:
-        if scraper.interrupted_by is not None:
-            os._exit(128 + scraper.interrupted_by)  # a second signal: now, leaving whole lines
+        if scraper.interrupted_by is not None:  # a second signal: now, leaving whole lines
+            # the parse workers would outlive us (and keep the forkserver alive): they go first
+            for child in multiprocessing.active_children():
+                child.kill()
+            os._exit(128 + scraper.interrupted_by)
         if not args.quiet:
             print(
                 f"\nscraper: {signal.Signals(signum).name}: finishing requests in flight, then stopping "

@@ -327,7 +327,7 @@ def sitemap_urls(body: bytes) -> list[str] | None:
 _parser: Parser | None = None
 
 
-def worker_init(parser: Parser) -> None:
+def worker_init(parser: Parser, main_pid: int | None = None) -> None:
     """Process-pool initializer: keep the Parser, and leave signals to the main process."""
     global _parser
     _parser = parser
@@ -337,11 +337,36 @@ def worker_init(parser: Parser) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    if main_pid is not None:
+        _exit_with(main_pid)
     # the event loop comes first: a parse backlog waits, requests in flight must not
     try:
         os.nice(5)
     except OSError:
         pass
+
+
+def _exit_with(pid: int) -> None:
+    """End this worker when process `pid` (the scraper) dies, even by SIGKILL.
+
+    A worker is a child of the forkserver, not of the scraper, so PDEATHSIG does not
+    see the scraper die; and the forkserver lives on as long as any worker does.
+    """
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(0)  # gone already
+    except (AttributeError, OSError):  # not Linux >= 5.3: nothing to wait on
+        return
+
+    def wait() -> None:
+        select.select([fd], [], [])  # readable once the process has exited
+        os._exit(0)
+
+    threading.Thread(target=wait, name="scraper.exit-with-main", daemon=True).start()
 
 
 def _die_with_parent() -> None:

@@ -131,7 +131,7 @@ class Scraper:
         if self.config.frontier.backend == "redis":
             from .frontier.redis import RedisFrontier
 
-            return RedisFrontier(self.config.frontier)
+            return RedisFrontier(self.config.frontier, output=self.config.output)
         return MemoryFrontier()
 
     def _parser(self) -> Parser:
@@ -148,9 +148,21 @@ class Scraper:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["scraper.parse", "bs4", "lxml.etree", "yarl"])
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=worker_init, initargs=(self._parser(),)
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=worker_init,
+                initargs=(self._parser(), os.getpid()),
             )
         return self._pool
+
+    def warm_up(self) -> None:
+        """Start the parse processes and wait until they are ready (off the event loop).
+
+        Starting the forkserver imports lxml and bs4 before the first fork: done
+        lazily on the loop, that stalls every request in flight for ~0.3 s.
+        """
+        pool = self.pool()
+        concurrent.futures.wait([pool.submit(_ready) for _ in range(self.workers)])
 
     def _restart_pool(self) -> None:
         pool, self._pool = self._pool, None
@@ -216,11 +228,14 @@ class Scraper:
 
         `source` is a path to a urls file, "-" for standard input, or an iterable of URLs.
         """
+        self.interrupted_by = None  # a Scraper may run again after an interrupted run
         c = self.config
         out_dir = Path(c.output.dir)
         fmt = c.output.format
         other_fmt = "csv" if fmt == "jsonl" else "jsonl"
-        path, other = sink_path(out_dir, fmt), sink_path(out_dir, other_fmt)
+        frontier = self._new_frontier()  # first: it names the shard (and Redis is checked before any file)
+        path, other = sink_path(out_dir, fmt, frontier.shard), sink_path(out_dir, other_fmt, frontier.shard)
+        stats_path = out_dir / ("stats.json" if frontier.shard is None else f"stats-{frontier.shard}.json")
 
         seeds = _open_source(source)  # fails early on a missing file
         if resume and overwrite:
@@ -235,15 +250,14 @@ class Scraper:
             raise UsageError(f"{other} holds the crawl to resume: resume it with --format {other_fmt}")
 
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any request
             if overwrite:
-                for p in (path, other, out_dir / "stats.json"):
+                for p in (path, other, stats_path):
                     p.unlink(missing_ok=True)
                 shutil.rmtree(out_dir / "html", ignore_errors=True)
         except OSError as e:
             raise OutputError(f"cannot prepare {out_dir}: {e.strerror or e}") from None
 
-        frontier = self._new_frontier()
         tally = Tally()
         used = 0
         resumed_links: list[Item] = []
@@ -255,12 +269,13 @@ class Scraper:
         sink = Sink(path, fmt, c.parse.text)
         await sink.open()
         run = _Run(self, sink.write, frontier, tally=tally, budget_used=used, sink=sink, progress=progress)
-        self._run = run
-        if self.interrupted_by is not None:  # a signal while the output was being read back
-            run.stopping = True
-            frontier.stop()
         if resumed_links:
             await frontier.add_links(resumed_links)
+        # from here to execute() nothing awaits: stop() finds the run started
+        self._run = run
+        if self.interrupted_by is not None:  # a signal while the output was read back
+            run.stopping = True
+            frontier.stop()
         error: BaseException | None = None
         try:
             await run.execute(seeds)
@@ -277,10 +292,10 @@ class Scraper:
                 error = e
             stats = run.stats(interrupted=self.interrupted_by is not None or error is not None)
             try:
-                stats.write(out_dir / "stats.json")
+                stats.write(stats_path)
             except OSError as e:
                 if error is None:
-                    raise OutputError(f"cannot write {out_dir / 'stats.json'}: {e.strerror or e}") from None
+                    raise OutputError(f"cannot write {stats_path}: {e.strerror or e}") from None
         return stats
 
 
@@ -321,7 +336,8 @@ class _Run:
 
     async def execute(self, seeds: AsyncIterator[tuple[int, bytes | str]]) -> None:
         c = self.c
-        self.limiter = Limiter(c.fetch.concurrency, c.fetch.per_host, c.fetch.delay)
+        make_limiter = getattr(self.frontier, "limiter", Limiter)  # Redis: per-host limits over all workers
+        self.limiter = make_limiter(c.fetch.concurrency, c.fetch.per_host, c.fetch.delay)
         self.queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=self.s.queue_size)
         workers = self.s.workers
         self.parse_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=c.parse.batch_size * (2 * workers + 1))
@@ -342,9 +358,11 @@ class _Run:
             self.robots = RobotsCache(fetcher, self.limiter, c.fetch.user_agent) if c.fetch.obey_robots else None
             if self.progress is not None:
                 self.progress.start(self.counts)
+            self._pool_ready = asyncio.get_running_loop().run_in_executor(None, self.s.warm_up)
             helpers = [asyncio.create_task(self._watch_loop())]
             if self.sink is not None:
                 helpers.append(asyncio.create_task(self._flush_periodically()))
+                helpers[-1].add_done_callback(self._check_task)  # a failed write stops the run at once
             try:
                 producer = asyncio.create_task(self._produce(seeds))
                 dispatcher = asyncio.create_task(self._dispatch())
@@ -361,6 +379,7 @@ class _Run:
                 if self.progress is not None:
                     self.progress.stop()
                 self.limiter.close()
+                await self.frontier.close()
         if self._fatal is not None:
             raise self._fatal
 
@@ -373,11 +392,14 @@ class _Run:
             self.stop(grace=0)
 
     def stop(self, grace: float) -> None:
-        if self.stopping and grace > 0:
-            return
+        # no early return when already stopping: a run winding down after max_pages still
+        # owes an interrupt its grace deadline; a second call only cancels what is left again
         self.stopping = True
         self.frontier.stop()
         self.limiter.close()
+        seeding = getattr(self, "_seeding", None)  # see _produce
+        if seeding is not None:
+            seeding.cancel()  # it may wait for a seed that never comes (a stdin left open)
         # URLs not yet under way are dropped now; those under way get the grace period
         for task in list(self._fetch_tasks):
             if task not in self._busy or grace <= 0:
@@ -432,14 +454,24 @@ class _Run:
     # --- records -------------------------------------------------------------------
 
     async def _record(self, item: Item, page: Page, follow: list[Item] | None = None) -> None:
-        """Links first, then the record, then the item stops being outstanding."""
+        """Links first, then the record, then the item stops being outstanding.
+
+        A frontier with `commit` (Redis) takes the record's line and releases the
+        item in one atomic step, and writes its shard itself: no crash can split
+        the two. False: another worker holds the item now, and records it.
+        """
         if follow:
             await self.frontier.add_links(follow)
-        await self._emit(page)
-        await self.frontier.done(item)
+        commit = getattr(self.frontier, "commit", None)
+        if commit is None:
+            await self._emit(page)
+            await self.frontier.done(item)
+        elif await commit(item, None if self.sink is None else self.sink.encode(page)):
+            await self._emit(page, write=self.sink is None)
 
-    async def _emit(self, page: Page) -> None:
-        await self._emit_to(page)
+    async def _emit(self, page: Page, write: bool = True) -> None:
+        if write:
+            await self._emit_to(page)
         self.run_pages += 1
         kind = page.error.kind if page.error else None
         if kind is not None:
@@ -464,10 +496,11 @@ class _Run:
 
     async def _produce(self, seeds: AsyncIterator[tuple[int, bytes | str]]) -> None:
         try:
-            async for lineno, raw in seeds:
-                if self.stopping:
-                    break
-                await self._seed(lineno, raw)
+            # seeds are read in a task of their own, which stop() cancels: a stdin left open never ends
+            self._seeding = asyncio.create_task(self._read_seeds(seeds))
+            await asyncio.wait({self._seeding})
+            if not self._seeding.cancelled() and self._seeding.exception() is not None:
+                raise self._seeding.exception()  # type: ignore[misc]
             self.frontier.close_seeds()
             while not self.stopping:
                 item = await self.frontier.next()
@@ -477,6 +510,12 @@ class _Run:
         finally:
             self.frontier.close_seeds()
             await self.queue.put(_END)
+
+    async def _read_seeds(self, seeds: AsyncIterator[tuple[int, bytes | str]]) -> None:
+        async for lineno, raw in seeds:
+            if self.stopping or self._budget_spent:
+                break  # with max_pages spent, the rest of a 10-million-line file is not even read
+            await self._seed(lineno, raw)
 
     async def _seed(self, lineno: int, raw: bytes | str) -> None:
         if isinstance(raw, bytes):
@@ -501,10 +540,13 @@ class _Run:
             await self.queue.put(item)
 
     async def _invalid(self, text: str, message: str) -> None:
+        item = Item(url=text)
+        if hasattr(self.frontier, "commit"):  # seen check and record in one step, over all workers
+            await self._record(item, self._unrequested(item, PageError("invalid_url", message)))
+            return
         if await self.frontier.is_seen(text):
             return
         await self.frontier.mark_seen(text)
-        item = Item(url=text)
         await self._emit(self._unrequested(item, PageError("invalid_url", message)))
 
     # --- dispatcher and fetch tasks --------------------------------------------------
@@ -527,8 +569,8 @@ class _Run:
                 self._parked[host].append(item)
                 self._parked_total += 1
         for items in list(self._parked.values()):  # only left over when stopping
-            for item in items:
-                await self.frontier.done(item)
+            while items:  # popped one by one: `_finished` may take from it while `done` awaits
+                await self.frontier.done(items.popleft())
         self._parked.clear()
         self._parked_total = 0
         while self._fetch_tasks:
@@ -686,6 +728,7 @@ class _Run:
             )
             for item, result, sitemap in batch
         ]
+        await self._pool_ready
         n = min(self.s.workers, len(jobs))
         chunks = [list(range(i, len(jobs), n)) for i in range(n)]
         outputs: list[dict[str, Any]] = [{}] * len(jobs)
@@ -760,12 +803,14 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
     must not keep the process alive after an interrupt."""
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
-    stdin = sys.stdin.buffer
+    fd = sys.stdin.fileno()
 
     def reader() -> None:
         while True:
             try:
-                chunk = stdin.read1(1 << 16)
+                # os.read, not stdin.buffer.read1: a daemon thread left holding the buffer's lock
+                # aborts the interpreter at exit ("could not acquire lock for <stdin>")
+                chunk = os.read(fd, 1 << 16)
             except (OSError, ValueError):
                 chunk = b""
             try:
@@ -856,6 +901,10 @@ def _check_extract(extract: Extract) -> None:
             "the top level of an importable module (not a lambda, a nested function or a bound method "
             "of an unpicklable object)"
         ) from None
+
+
+def _ready() -> bool:
+    return True
 
 
 def _shutdown_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:

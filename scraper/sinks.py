@@ -3,11 +3,13 @@
 The file is opened unbuffered and every write hands the kernel whole records
 (a batch of lines in one `write`), so a stopped run leaves only whole lines,
 and a killed one at most one torn last line, which `read_back` finds and
-`truncate_torn` cuts before a resumed run appends.
+`truncate_torn` cuts before a resumed run appends. A write that fails (a full
+disk) is cut back to the last whole record, and the sink refuses all later ones.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -55,12 +57,16 @@ class Sink:
         self._columns = columns(with_text)
         self._buffer: list[str] = []
         self._file: Any = None
+        self._size = 0  # bytes of whole records in the file
+        self._lock = asyncio.Lock()
+        self._failed: str | None = None
 
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = await aiofiles.open(self.path, "ab", buffering=0)
-            if self.fmt == "csv" and await self._file.tell() == 0:
+            self._size = await self._file.tell()
+            if self.fmt == "csv" and self._size == 0:
                 self._buffer.append(self._csv_line(self._columns))
                 await self.flush()
         except OSError as e:
@@ -68,8 +74,10 @@ class Sink:
 
     def _csv_line(self, row: list[str]) -> str:
         out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerow(row)
-        return out.getvalue()
+        # "\r\n" as the terminator makes csv quote a field holding "\r" too (with "\n" alone
+        # a bare "\r" in a title would end the row for every reader); the line still ends in "\n"
+        csv.writer(out, lineterminator="\r\n").writerow(row)
+        return out.getvalue()[:-2] + "\n"
 
     def encode(self, page: Page) -> str:
         record = page.to_dict()
@@ -78,29 +86,45 @@ class Sink:
         return self._csv_line([_cell(record.get(k)) for k in self._columns])
 
     async def write(self, page: Page) -> None:
+        if self._failed is not None:  # the output is gone: every writer learns it, and the run stops
+            raise OutputError(self._failed)
         self._buffer.append(self.encode(page))
         if len(self._buffer) >= self.BATCH:
             await self.flush()
 
     async def flush(self) -> None:
-        if not self._buffer or self._file is None:
-            return
-        data = "".join(self._buffer).encode("utf-8", "replace")
-        self._buffer.clear()
-        try:
-            view = memoryview(data)
-            while view:
-                n = await self._file.write(view)
-                view = view[n:]
-        except OSError as e:
-            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
+        if self._buffer and self._file is not None:
+            data = "".join(self._buffer).encode("utf-8", "replace")
+            self._buffer.clear()
+            # shielded: a writer cancelled by an interrupt must not leave half a batch behind
+            await asyncio.shield(self._append(data))
+        if self._failed is not None:
+            raise OutputError(self._failed)
+
+    async def _append(self, data: bytes) -> None:
+        async with self._lock:  # one batch at a time, so a failed one can be cut off whole
+            if self._failed is not None:
+                return
+            try:
+                view = memoryview(data)
+                while view:
+                    n = await self._file.write(view)
+                    view = view[n:]
+                self._size += len(data)
+            except OSError as e:
+                self._failed = f"cannot write {self.path}: {e.strerror or e}"
+                try:  # a full disk may take part of a record: cut back to the last whole one
+                    await self._file.truncate(self._size)
+                except OSError:
+                    pass
 
     async def close(self) -> None:
         try:
             await self.flush()
         finally:
             if self._file is not None:
-                await self._file.close()
+                async with self._lock:  # after a batch still being written
+                    await self._file.close()
                 self._file = None
 
 
@@ -148,7 +172,8 @@ def _read_jsonl(data: bytes) -> tuple[list[dict[str, Any]], int]:
 
 def _read_csv(data: bytes) -> tuple[list[dict[str, Any]], int]:
     text = data.decode("utf-8", "replace")
-    lines = text.splitlines(keepends=True)
+    # records end in "\n" only: splitlines() would also cut at \u2028, \x85, \x0c... inside a title
+    lines = io.StringIO(text, newline="\n")
     records: list[dict[str, Any]] = []
     header: list[str] | None = None
     offset = 0
@@ -194,7 +219,7 @@ _JSON_KEYS = ("links", "fields", "error")
 def _csv_record(header: list[str], row: list[str]) -> dict[str, Any] | None:
     record: dict[str, Any] = {}
     try:
-        for key, cell in zip(header, row):
+        for key, cell in zip(header, row, strict=True):  # the caller checked the lengths
             if cell == "" and key not in ("url", "text"):
                 record[key] = None
             elif key in _INT_KEYS:

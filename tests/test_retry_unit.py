@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -109,7 +110,7 @@ async def test_backoff_doubles_with_jitter(mocked, tmp_path):
     mocked.get(URL, status=200, body="x", content_type="text/plain", callback=stamp)
     [page] = await crawl_one(config(tmp_path, retry={"attempts": 4, "backoff": 0.1, "max_backoff": 10.0}))
     assert page.ok and page.attempts == 4
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # waits of backoff * 2**k plus up to `backoff` of jitter: [0.1, 0.2), [0.2, 0.3), [0.4, 0.5)
     for gap, low in zip(gaps, (0.1, 0.2, 0.4), strict=True):
         assert low <= gap < low + 0.1 + 0.05, gaps
