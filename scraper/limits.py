@@ -26,7 +26,7 @@ class LimiterClosed(Exception):
 
 
 class _Host:
-    __slots__ = ("delay", "gate", "last_start", "slots")
+    __slots__ = ("delay", "gate", "last_start", "slots", "users")
 
     def __init__(self, per_host: int, delay: float) -> None:
         self.slots = asyncio.Semaphore(per_host)
@@ -35,6 +35,7 @@ class _Host:
         # holds after the robots.txt request itself
         self.last_start = -float("inf")
         self.delay = delay
+        self.users = 0  # requests holding or waiting for this host
 
 
 class Limiter:
@@ -45,6 +46,7 @@ class Limiter:
         self._per_host = per_host
         self._delay = delay
         self._hosts: dict[str, _Host] = {}
+        self._created = 0
         self.in_flight = 0
         self.closed = False
 
@@ -55,8 +57,25 @@ class Limiter:
     def _host(self, host: str) -> _Host:
         h = self._hosts.get(host)
         if h is None:
+            self._created += 1
+            if self._created % 4096 == 0:
+                self._forget_idle()
             h = self._hosts[host] = _Host(self._per_host, self._delay)
         return h
+
+    def _forget_idle(self) -> None:
+        """Drop hosts nobody uses whose delay window has passed: a crawl of a
+        million hosts must not keep a million semaphores. A host whose delay was
+        raised by robots.txt is kept, or its Crawl-delay would be forgotten."""
+        now = time.monotonic()
+        for name, h in list(self._hosts.items()):
+            if h.users == 0 and h.delay == self._delay and h.last_start + h.delay <= now:
+                del self._hosts[name]
+
+    @property
+    def hosts(self) -> int:
+        """Hosts the limiter holds state for."""
+        return len(self._hosts)
 
     def raise_delay(self, host: str, delay: float) -> None:
         """Make `host`'s delay at least `delay` (robots.txt Crawl-delay)."""
@@ -71,6 +90,15 @@ class Limiter:
     async def request(self, host: str) -> AsyncIterator[None]:
         """Hold a host slot and a global slot for the duration of one request."""
         h = self._host(host)
+        h.users += 1
+        try:
+            async with self._slot(h):
+                yield
+        finally:
+            h.users -= 1
+
+    @asynccontextmanager
+    async def _slot(self, h: _Host) -> AsyncIterator[None]:
         async with h.slots:
             if h.delay > 0:
                 async with h.gate:

@@ -130,3 +130,15 @@ async def test_backoff_holds_no_slot(serve: Any) -> None:
     # one global slot in all: the other host's pages went through while the throttled URLs waited
     assert max(done[u] for u in urls[3:]) < 0.8
     assert min(done[u] for u in urls[:3]) >= 1.0
+
+
+async def test_limiter_forgets_idle_hosts():
+    from scraper.limits import Limiter
+
+    limiter = Limiter(concurrency=4, per_host=1, delay=0.0)
+    limiter.raise_delay("slow.test", 5.0)  # a Crawl-delay must survive
+    for i in range(10_000):
+        async with limiter.request(f"host{i}.test"):
+            pass
+    assert limiter.hosts < 4_200
+    assert limiter.delay_of("slow.test") == 5.0
