@@ -646,7 +646,7 @@ class _Run:
         self._busy.add(task)
         result = await self.fetcher.fetch(item.url, allow_private=item.allow_private)
         self._busy.discard(task)
-        if self.c.output.save_html and result.body is not None:
+        if self.c.output.save_html and self.sink is not None and result.body is not None:  # crawl() writes no files
             await self._save_html(item.url, result.body)
         sitemap = item.depth == 0 and item.referrer is None and is_sitemap_url(item.url)
         if result.ok and result.body and (sitemap or is_html(result.media_type, result.body)):

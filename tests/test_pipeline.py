@@ -244,3 +244,27 @@ async def test_slow_consumer_gets_every_page(serve, tmp_path):
                 await asyncio.sleep(1.0)  # let the pipeline fill every buffer behind us
             seen.append(page.url)
     assert sorted(seen) == sorted(urls)
+
+
+async def test_save_html_keeps_bodies_named_by_hash(serve, tmp_path):
+    import hashlib
+
+    body = html("A", ["/b"])
+    site = await serve({"/../../etc/a": page_handler(body), "/a": page_handler(body),
+                        "/pdf": page_handler("%PDF", content_type="application/pdf"),
+                        "/gone": page_handler("x", status=404)})
+    cfg = config(tmp_path, output={"save_html": True})
+    urls = [site.url("/a"), site.url("/pdf"), site.url("/gone")]
+    async with Scraper(cfg) as s:
+        await s.run(urls)
+    folder = tmp_path / "out" / "html"
+    names = sorted(p.name for p in folder.iterdir())
+    expected = sorted(hashlib.sha256(u.encode()).hexdigest() + ".html" for u in urls[:2])
+    assert names == expected  # the 404 kept no body
+    assert (folder / (hashlib.sha256(urls[0].encode()).hexdigest() + ".html")).read_text() == body
+    # crawl() writes no files, save_html or not
+    other = tmp_path / "elsewhere"
+    cfg = config(None, output={"save_html": True, "dir": str(other)})
+    async with Scraper(cfg) as s:
+        pages = [p async for p in s.crawl([site.url("/a")])]
+    assert pages[0].ok and not other.exists()
