@@ -329,6 +329,7 @@ class _Run:
         self._lags: deque[float] = deque(maxlen=50_000)
         self._started = time.monotonic()
         self._started_at = now_iso()
+        self._capacity = asyncio.Event()  # the dispatcher may take more URLs
         self._fetch_tasks: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()  # fetch tasks with a request under way
 
@@ -345,7 +346,6 @@ class _Run:
         self._host_live: dict[str, int] = defaultdict(int)
         self._parked: dict[str, deque[Item]] = defaultdict(deque)
         self._parked_total = 0
-        self._capacity = asyncio.Event()
         self._max_live = max(64, 4 * c.fetch.concurrency)
         self._host_cap = 2 * c.fetch.per_host
         limit = c.crawl.max_pages
@@ -396,7 +396,9 @@ class _Run:
         # owes an interrupt its grace deadline; a second call only cancels what is left again
         self.stopping = True
         self.frontier.stop()
-        self.limiter.close()
+        limiter = getattr(self, "limiter", None)  # None: stopped before execute() began
+        if limiter is not None:
+            limiter.close()
         seeding = getattr(self, "_seeding", None)  # see _produce
         if seeding is not None:
             seeding.cancel()  # it may wait for a seed that never comes (a stdin left open)

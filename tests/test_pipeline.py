@@ -268,3 +268,24 @@ async def test_save_html_keeps_bodies_named_by_hash(serve, tmp_path):
     async with Scraper(cfg) as s:
         pages = [p async for p in s.crawl([site.url("/a")])]
     assert pages[0].ok and not other.exists()
+
+
+async def test_interrupt_right_after_crawl_starts(serve, tmp_path):
+    site = await serve(slow_pages(0.05))
+    async with Scraper(config(tmp_path)) as s:
+        pages = []
+        async for page in s.crawl([site.url(f"/{i}") for i in range(50)]):
+            pages.append(page)
+            s.interrupt()
+    assert 1 <= len(pages) < 50
+    async with Scraper(config(tmp_path)) as s:
+        gen = s.crawl([site.url("/x")])
+        first = asyncio.ensure_future(gen.__anext__())
+        await asyncio.sleep(0)
+        s.interrupt()  # before the run has set anything up
+        try:
+            page = await first
+        except StopAsyncIteration:
+            page = None
+        await gen.aclose()
+    assert page is None or page.url == site.url("/x")
