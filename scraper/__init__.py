@@ -4,9 +4,10 @@ The layers, top to bottom (each imports only those below it):
 
     cli                 flags -> Config -> Scraper.run; progress, exit codes
     pipeline            Scraper: producer -> queue -> fetchers -> batches -> parse -> sink
-    fetch, robots,      one request and its limits; robots.txt; the crawl's state;
-    limits, frontier,   records out and back in
-    sinks, stats
+    fetch, limits,      one request and its limits; robots.txt; the crawl's state
+    robots, frontier    (in this process, or in Redis)
+    sinks, sources,     records out and back in; where the seeds come from; counts
+    stats
     parse               bytes -> fields, in worker processes (never imports aiohttp)
     config, page,       the small shared rooms
     urls, errors
