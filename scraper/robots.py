@@ -13,6 +13,8 @@ requested and carry that error kind.
 from __future__ import annotations
 
 import asyncio
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from protego import Protego
@@ -30,21 +32,31 @@ MAX_CRAWL_DELAY = 30.0
 
 @dataclass(frozen=True, slots=True)
 class _Verdict:
-    rules: Protego | None = None  # None with no error: everything allowed
+    text: bytes | None = None  # robots.txt, zlib-compressed; None with no error: everything allowed
     error: PageError | None = None  # every URL of the origin gets this
 
 
 class RobotsCache:
-    def __init__(self, fetcher: Fetcher, limiter: Limiter, user_agent: str) -> None:
+    """Every origin's verdict for the whole run; parsed rules for the most recent origins.
+
+    A parsed robots.txt costs ~3.5 KB even when small, so a crawl over a
+    million origins keeps each one's text compressed (~200 bytes) and only the
+    `parsed` most recently used origins parsed; an origin that falls out is
+    parsed again from its text, never fetched again.
+    """
+
+    def __init__(self, fetcher: Fetcher, limiter: Limiter, user_agent: str, parsed: int = 1024) -> None:
         self._fetcher = fetcher
         self._limiter = limiter
         self._token = product_token(user_agent)
         self._origins: dict[str, asyncio.Future[_Verdict]] = {}
+        self._parsed: OrderedDict[str, Protego] = OrderedDict()
+        self._parsed_max = parsed
 
     async def check(self, url: str, *, allow_private: bool) -> PageError | None:
         """None when `url` may be fetched, else the error its record carries."""
         u = URL(url)
-        origin = f"{u.scheme}://{u.host}:{u.port}"
+        origin = _origin_key(u)
         future = self._origins.get(origin)
         if future is None:
             future = self._origins[origin] = asyncio.get_running_loop().create_future()
@@ -58,9 +70,19 @@ class RobotsCache:
         verdict = await asyncio.shield(future)
         if verdict.error is not None:
             return verdict.error
-        if verdict.rules is not None and not verdict.rules.can_fetch(url, self._token):
+        if verdict.text is not None and not self._rules(origin, verdict.text).can_fetch(url, self._token):
             return PageError("robots", f"disallowed by {origin_url(u)}robots.txt")
         return None
+
+    def _rules(self, origin: str, text: bytes) -> Protego:
+        rules = self._parsed.get(origin)
+        if rules is None:
+            rules = self._parsed[origin] = Protego.parse(zlib.decompress(text).decode("utf-8", "replace"))
+            if len(self._parsed) > self._parsed_max:
+                self._parsed.popitem(last=False)
+        else:
+            self._parsed.move_to_end(origin)
+        return rules
 
     async def _load(self, u: URL, allow_private: bool) -> _Verdict:
         robots_url = f"{origin_url(u)}robots.txt"
@@ -68,11 +90,12 @@ class RobotsCache:
             robots_url, allow_private=allow_private, max_redirects=5, max_bytes=MAX_ROBOTS_BYTES, truncate=True
         )
         if result.error is None and result.body is not None:
-            rules = Protego.parse(result.body.decode("utf-8", "replace"))
+            text = zlib.compress(result.body)
+            rules = self._rules(_origin_key(u), text)
             delay = rules.crawl_delay(self._token)
             if delay:
                 self._limiter.raise_delay(u.host or "", min(float(delay), MAX_CRAWL_DELAY))
-            return _Verdict(rules=rules)
+            return _Verdict(text=text)
         kind = result.error.kind if result.error else "http"
         if kind == "http" and result.status is not None and result.status >= 500:
             return _Verdict(error=PageError("robots", f"{robots_url} answered {result.status}: all disallowed"))
@@ -86,6 +109,10 @@ def product_token(user_agent: str) -> str:
     """RFC 9309 matches the product token: "scraper/0.1 (+https://...)" -> "scraper"."""
     words = user_agent.split("/", 1)[0].split()
     return words[0] if words else "*"  # "" or "/1.0" has none: only the * group applies
+
+
+def _origin_key(u: URL) -> str:
+    return f"{u.scheme}://{u.host}:{u.port}"
 
 
 def origin_url(u: URL) -> str:

@@ -216,3 +216,20 @@ async def test_robots_parsed_from_its_first_500_kib(serve: Any) -> None:
     assert_unrequested(pages[srv.url("/early")], "robots")
     assert_unrequested(pages[srv.url("/edge")], "robots")
     assert pages[srv.url("/late")].ok and srv.requests("/late") == 1
+
+
+async def test_origins_beyond_the_parsed_cache_keep_their_rules_without_a_refetch(serve: Any) -> None:
+    servers = [await serve(site(robots(f"User-agent: *\nDisallow: /secret{i}\n"))) for i in range(4)]
+    cfg = obeying()
+    limiter = Limiter(4, 4, 0.0)
+    async with Fetcher(cfg, limiter) as fetcher:
+        cache = RobotsCache(fetcher, limiter, cfg.fetch.user_agent, parsed=2)
+        for _ in range(3):  # three rounds over four origins: each round evicts every parsed robots.txt
+            for i, srv in enumerate(servers):
+                assert await cache.check(srv.url(f"/ok{i}"), allow_private=True) is None
+                refused = await cache.check(srv.url(f"/secret{i}/x"), allow_private=True)
+                assert refused is not None and refused.kind == "robots"
+                other = await cache.check(srv.url(f"/secret{(i + 1) % 4}"), allow_private=True)
+                assert other is None  # each origin keeps its own rules
+        assert len(cache._parsed) == 2
+    assert [srv.requests("/robots.txt") for srv in servers] == [1, 1, 1, 1]
