@@ -50,7 +50,7 @@ from .limits import Limiter, LimiterClosed
 from .page import Page, PageError, now_iso
 from .parse import ParseJob, Parser, is_html, parse_batch, worker_init
 from .robots import RobotsCache
-from .sinks import Sink, read_back, sink_path, truncate_torn
+from .sinks import Sink, columns, csv_header, read_back, sink_path, truncate_torn
 from .sources import numbered, open_source
 from .stats import Stats, Tally
 from .urls import LinkFilter, host_key, normalize
@@ -262,6 +262,10 @@ class Scraper:
         used = 0
         resumed_links: list[Item] = []
         if resume and path.exists():
+            if fmt == "csv" and csv_header(path) not in (None, columns(c.parse.text)):
+                turn = "on" if c.parse.text else "off"
+                raise UsageError(f"{path} was written with [parse].text {'off' if c.parse.text else 'on'}: "
+                                 f"resume it with the same setting, not {turn}")
             records, good_end = read_back(path, fmt)
             truncate_torn(path, good_end)
             used, resumed_links = await _rebuild(records, frontier, tally, c)

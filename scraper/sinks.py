@@ -23,7 +23,7 @@ import aiofiles
 from .errors import OutputError
 from .page import RECORD_KEYS, Page
 
-__all__ = ["Sink", "read_back", "sink_path", "truncate_torn"]
+__all__ = ["Sink", "columns", "csv_header", "read_back", "sink_path", "truncate_torn"]
 
 
 def sink_path(out_dir: str | Path, fmt: str, shard: str | None = None) -> Path:
@@ -238,6 +238,15 @@ def _csv_record(header: list[str], row: list[str]) -> dict[str, Any] | None:
     if record.get("fields") is None:
         record["fields"] = {}
     return record if record.get("url") is not None else None
+
+
+def csv_header(path: Path) -> list[str] | None:
+    """The header row of a CSV output, or None when it has none yet."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        line = f.readline()
+    if not line.endswith("\n"):
+        return None
+    return next(csv.reader([line]))
 
 
 def truncate_torn(path: Path, good_end: int) -> bool:

@@ -293,3 +293,16 @@ async def test_a_failed_write_leaves_whole_lines_and_stops_every_writer(tmp_path
     with pytest.raises(OutputError, match="No space left on device"):
         await sink.close()
     assert [r["url"] for r in lines_of(path)] == ["http://h/0"]
+
+
+async def test_csv_resume_with_another_text_setting_is_exit_2(serve, tmp_path):
+    server = await serve(site(0))
+    urls_file, cfg, out = crawl_files(tmp_path, [server.url("/p/1"), server.url("/p/2")])
+    result = await run(*cli_args(urls_file, cfg, out, "--format", "csv"))
+    assert result.code == 0, result.stderr
+    before = (out / "pages.csv").read_bytes()
+    cfg.write_text(cfg.read_text().replace("[parse]", "[parse]\ntext = true", 1))
+    result = await run(*cli_args(urls_file, cfg, out, "--format", "csv", "--resume"))
+    assert result.code == 2
+    assert "[parse].text" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (out / "pages.csv").read_bytes() == before
