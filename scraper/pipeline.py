@@ -101,7 +101,7 @@ class Scraper:
         if extract is not None:
             _check_extract(extract)
         self.extract = extract
-        self.queue_size = queue_size or 2 * self.config.fetch.concurrency
+        self.queue_size = 2 * self.config.fetch.concurrency if queue_size is None else queue_size
         if self.queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self._frontier = frontier

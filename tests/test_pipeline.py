@@ -289,3 +289,10 @@ async def test_interrupt_right_after_crawl_starts(serve, tmp_path):
             page = None
         await gen.aclose()
     assert page is None or page.url == site.url("/x")
+
+
+def test_queue_size_must_be_positive():
+    with pytest.raises(ValueError, match="queue_size"):
+        Scraper(queue_size=0)
+    assert Scraper(queue_size=1).queue_size == 1
+    assert Scraper().queue_size == 64
