@@ -13,6 +13,7 @@ requested and carry that error kind.
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ class RobotsCache:
     def _rules(self, origin: str, text: bytes) -> Protego:
         rules = self._parsed.get(origin)
         if rules is None:
-            rules = self._parsed[origin] = Protego.parse(zlib.decompress(text).decode("utf-8", "replace"))
+            robots_txt = exact_groups(zlib.decompress(text).decode("utf-8", "replace"), self._token)
+            rules = self._parsed[origin] = Protego.parse(robots_txt)
             if len(self._parsed) > self._parsed_max:
                 self._parsed.popitem(last=False)
         else:
@@ -109,6 +111,27 @@ def product_token(user_agent: str) -> str:
     """RFC 9309 matches the product token: "scraper/0.1 (+https://...)" -> "scraper"."""
     words = user_agent.split("/", 1)[0].split()
     return words[0] if words else "*"  # "" or "/1.0" has none: only the * group applies
+
+
+_UA_LINE = re.compile(r"^([ \t]*user-agent[ \t]*:[ \t]*)([^\r\n#]*)", re.I | re.M)
+
+
+def exact_groups(robots_txt: str, token: str) -> str:
+    """Keep only the `User-agent` lines that name our product token exactly (or `*`).
+
+    RFC 9309 matches the whole product token, case-insensitively; protego would
+    also let `User-agent: scrap` match `scraper`. The other lines get a prefix
+    that matches nothing, so their groups stay groups but never apply to us.
+    """
+    wanted = token.lower()
+
+    def mark(m: re.Match[str]) -> str:
+        value = m.group(2).strip()
+        if value == "*" or value.lower() == wanted:
+            return m.group(0)
+        return f"{m.group(1)}~{value}"
+
+    return _UA_LINE.sub(mark, robots_txt)
 
 
 def _origin_key(u: URL) -> str:

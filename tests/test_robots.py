@@ -233,3 +233,18 @@ async def test_origins_beyond_the_parsed_cache_keep_their_rules_without_a_refetc
                 assert other is None  # each origin keeps its own rules
         assert len(cache._parsed) == 2
     assert [srv.requests("/robots.txt") for srv in servers] == [1, 1, 1, 1]
+
+
+def test_only_the_whole_product_token_selects_a_group() -> None:
+    from protego import Protego
+
+    from scraper.robots import exact_groups
+
+    text = ("User-agent: scrap\nDisallow: /a\n\nUser-agent: scraperbot\nDisallow: /b\n\n"
+            "User-agent: SCRAPER\nUser-agent: other\nDisallow: /c\n\nUser-agent: *\nDisallow: /d\n")
+    rules = Protego.parse(exact_groups(text, "scraper"))
+    allowed = {p: rules.can_fetch(f"http://h.test{p}", "scraper") for p in ("/a", "/b", "/c", "/d")}
+    assert allowed == {"/a": True, "/b": True, "/c": False, "/d": True}
+    # no group of ours: the * group applies
+    rules = Protego.parse(exact_groups("User-agent: scrap\nDisallow: /a\nUser-agent: *\nDisallow: /d\n", "scraper"))
+    assert rules.can_fetch("http://h.test/a", "scraper") and not rules.can_fetch("http://h.test/d", "scraper")
