@@ -649,9 +649,8 @@ class _Run:
             return
         task = asyncio.current_task()
         assert task is not None
-        self._busy.add(task)
+        self._busy.add(task)  # from here to its record (or the parse queue) the URL gets an interrupt's grace
         result = await self.fetcher.fetch(item.url, allow_private=item.allow_private)
-        self._busy.discard(task)
         if self.c.output.save_html and self.sink is not None and result.body is not None:  # crawl() writes no files
             await self._save_html(item.url, result.body)
         sitemap = item.depth == 0 and item.referrer is None and is_sitemap_url(item.url)
