@@ -167,6 +167,8 @@ class Fetcher:
                 private = any(not is_public_address(str(info[4][0])) for info in infos)
             except OSError:
                 private = False
+        if len(self._private_hosts) >= 100_000:
+            self._private_hosts.clear()  # a crawl of many hosts: forget, ask the resolver again
         self._private_hosts[host] = private
         return private
 
