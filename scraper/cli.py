@@ -80,8 +80,29 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
+#: environment variables holding seconds, and the least value each takes
+_ENV_SECONDS = {"SCRAPER_GRACE_S": 0.0, "SCRAPER_PROGRESS_INTERVAL": 0.01}
+
+
+def _check_env() -> str | None:
+    """A one-line complaint about a bad environment variable, or None."""
+    for name, least in _ENV_SECONDS.items():
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds >= least or seconds == float("inf"):
+            return f"{name}={value!r} must be a number of seconds, at least {least}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (complaint := _check_env()) is not None:
+        return _fail(2, complaint)
     config_path = args.config
     if config_path is None and Path("config.toml").is_file():
         config_path = "config.toml"

@@ -173,3 +173,30 @@ async def test_cli_missing_config_and_missing_urls_file(tmp_path):
     result = await run_cli(str(tmp_path / "missing.txt"), "--output", str(tmp_path / "o"), cwd=tmp_path)
     assert result.code == 2 and "missing.txt" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SCRAPER_GRACE_S", "soon"), ("SCRAPER_GRACE_S", "-1"), ("SCRAPER_PROGRESS_INTERVAL", "0"),
+     ("SCRAPER_PROGRESS_INTERVAL", "nan")],
+)
+async def test_bad_environment_values_exit_2(tmp_path, monkeypatch, name, value):
+    urls = tmp_path / "urls.txt"
+    urls.write_text("http://127.0.0.1:9/\n")
+    monkeypatch.setenv(name, value)
+    result = await run_cli(str(urls), "--output", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.strip().splitlines() == [f"scraper: error: {name}={value!r} must be a number of seconds, "
+                                                   f"at least {0.0 if name == 'SCRAPER_GRACE_S' else 0.01}"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_worker_name(monkeypatch):
+    from scraper.errors import UsageError
+    from scraper.frontier.redis import worker_name
+
+    monkeypatch.setenv("SCRAPER_WORKER", "../etc")
+    with pytest.raises(UsageError, match="SCRAPER_WORKER"):
+        worker_name()
+    monkeypatch.setenv("SCRAPER_WORKER", "w-1.a_b")
+    assert worker_name() == "w-1.a_b"
