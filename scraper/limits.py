@@ -92,13 +92,14 @@ class Limiter:
         h = self._host(host)
         h.users += 1
         try:
-            async with self._slot(h):
+            async with self._slot(host, h):
                 yield
         finally:
             h.users -= 1
 
     @asynccontextmanager
-    async def _slot(self, h: _Host) -> AsyncIterator[None]:
+    async def _slot(self, host: str, h: _Host) -> AsyncIterator[None]:
+        """The host's slot and delay, then a global slot: what a subclass may do otherwise."""
         async with h.slots:
             if h.delay > 0:
                 async with h.gate:

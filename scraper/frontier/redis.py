@@ -935,8 +935,8 @@ class RedisHostLimiter(Limiter):
         task.add_done_callback(self._background.discard)
 
     @asynccontextmanager
-    async def request(self, host: str) -> AsyncIterator[None]:
-        h = self._host(host)
+    async def _slot(self, host: str, h: Any) -> AsyncIterator[None]:
+        # `Limiter.request` keeps the host's use count around this, so idle hosts are forgotten safely
         self._count += 1
         token = f"{self._f.shard}/{self._f.instance[:8]}/{self._count}"
         got_global = False
