@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-host", type=_positive, metavar="N", help="requests in flight to one host ([fetch].per_host)")
     p.add_argument("--depth", type=_non_negative, metavar="N", help="follow links N hops ([crawl].depth)")
     p.add_argument("--max-pages", type=_non_negative, metavar="N", help="start at most N page fetches, 0: no limit")
+    p.add_argument("--since", metavar="DIR", help="recrawl: only what changed since the crawl whose output is in DIR")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the crawl whose output is in DIR")
     mode.add_argument("--overwrite", action="store_true", help="start over, replacing DIR's output")
@@ -99,7 +100,18 @@ def _check_env() -> str | None:
     return None
 
 
+#: commands given as the first argument (a URLS_FILE of that name is given as ./report)
+COMMANDS = ("report", "reparse")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        if argv[0] == "report":
+            from .report import main as command
+        else:
+            from .reparse import main as command
+        return command(argv[1:])
     args = build_parser().parse_args(argv)
     if (complaint := _check_env()) is not None:
         return _fail(2, complaint)
@@ -115,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             per_host=args.per_host,
             depth=args.depth,
             max_pages=args.max_pages,
+            since=args.since,
         )
     except ConfigError as e:
         return _fail(2, str(e))

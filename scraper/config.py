@@ -26,6 +26,7 @@ __all__ = [
     "FrontierConfig",
     "OutputConfig",
     "ParseConfig",
+    "RenderConfig",
     "RetryConfig",
     "load_config",
 ]
@@ -58,6 +59,7 @@ class RetryConfig:
 @dataclass(frozen=True, kw_only=True)
 class CrawlConfig:
     depth: int = 0
+    since: str = ""
     same_host: bool = True
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
@@ -78,6 +80,7 @@ class ParseConfig:
     batch_size: int = 16
     workers: int = 0
     text: bool = False
+    markdown: bool = False
     fields: dict[str, FieldSpec] = field(default_factory=dict)
 
 
@@ -86,6 +89,8 @@ class OutputConfig:
     dir: str = "output"
     format: str = "jsonl"
     save_html: bool = False
+    warc: bool = False
+    report: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +99,17 @@ class FrontierConfig:
     url: str = "redis://127.0.0.1:6379/0"
     job: str = "default"
     lease: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderConfig:
+    mode: str = "never"
+    match: tuple[str, ...] = ()
+    pages: int = 4
+    wait: str = "load"
+    timeout: float = 30.0
+    block: tuple[str, ...] = ("image", "font", "media")
+    executable: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +122,7 @@ class Config:
     parse: ParseConfig = field(default_factory=ParseConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     frontier: FrontierConfig = field(default_factory=FrontierConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
 
     def replace(self, **overrides: Any) -> Config:
         """A copy with CLI-style overrides applied (`concurrency=64`, `depth=2`)."""
@@ -119,6 +136,7 @@ _SECTIONS: dict[str, type] = {
     "parse": ParseConfig,
     "output": OutputConfig,
     "frontier": FrontierConfig,
+    "render": RenderConfig,
 }
 
 # CLI flag name -> (section, key)
@@ -129,6 +147,7 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "per_host": ("fetch", "per_host"),
     "depth": ("crawl", "depth"),
     "max_pages": ("crawl", "max_pages"),
+    "since": ("crawl", "since"),
 }
 
 
@@ -257,20 +276,22 @@ def _validate(config: Config, source: str) -> None:
     def bad(key: str, why: str) -> ConfigError:
         return ConfigError(f"{source}: {key} {why}")
 
-    f, r, c, p, o, fr = (
+    f, r, c, p, o, fr, rn = (
         config.fetch,
         config.retry,
         config.crawl,
         config.parse,
         config.output,
         config.frontier,
+        config.render,
     )
     for key, value in (("fetch.concurrency", f.concurrency), ("fetch.per_host", f.per_host),
-                       ("retry.attempts", r.attempts), ("parse.batch_size", p.batch_size)):
+                       ("retry.attempts", r.attempts), ("parse.batch_size", p.batch_size),
+                       ("render.pages", rn.pages)):
         if value < 1:
             raise bad(key, f"must be at least 1, not {value}")
     for key, value in (("fetch.timeout", f.timeout), ("fetch.connect_timeout", f.connect_timeout),
-                       ("frontier.lease", fr.lease)):
+                       ("frontier.lease", fr.lease), ("render.timeout", rn.timeout)):
         if not value > 0:
             raise bad(key, f"must be greater than 0, not {value}")
     for key, value in (("fetch.delay", f.delay), ("retry.backoff", r.backoff),
@@ -284,7 +305,7 @@ def _validate(config: Config, source: str) -> None:
     for status in r.statuses:
         if not 100 <= status <= 599:
             raise bad("retry.statuses", f"holds {status}, which is not an HTTP status")
-    for key, patterns in (("crawl.allow", c.allow), ("crawl.deny", c.deny)):
+    for key, patterns in (("crawl.allow", c.allow), ("crawl.deny", c.deny), ("render.match", rn.match)):
         for pattern in patterns:
             try:
                 re.compile(pattern)
@@ -296,6 +317,15 @@ def _validate(config: Config, source: str) -> None:
         raise bad("output.dir", "must not be empty")
     if fr.backend not in ("memory", "redis"):
         raise bad("frontier.backend", f"must be memory or redis, not {fr.backend!r}")
+    if rn.mode not in ("never", "auto", "always"):
+        raise bad("render.mode", f"must be never, auto or always, not {rn.mode!r}")
+    if rn.wait not in ("load", "domcontentloaded", "networkidle"):
+        raise bad("render.wait", f"must be load, domcontentloaded or networkidle, not {rn.wait!r}")
+    resource_types = ("document", "stylesheet", "image", "media", "font", "script", "texttrack", "xhr", "fetch",
+                      "eventsource", "websocket", "manifest", "other")
+    for kind in rn.block:
+        if kind not in resource_types:
+            raise bad("render.block", f"holds {kind!r}, which is not one of {', '.join(resource_types)}")
     if not f.user_agent.strip():
         raise bad("fetch.user_agent", "must not be empty")
     if f.proxy and not f.proxy.startswith(("http://", "https://")):

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from hashlib import sha256
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -62,6 +63,15 @@ class FetchResult:
     error: PageError | None = None
     retry_after: float | None = None
     peer_private: bool = False  # the final hop connected to a non-public address
+    etag: str | None = None  # the final response's ETag header, as sent
+    last_modified: str | None = None  # the final response's Last-Modified header, as sent
+
+    @property
+    def content_hash(self) -> str | None:
+        """"sha256:" + the hex digest of the decoded body; None when no body was kept."""
+        if self.body is None:
+            return None
+        return "sha256:" + sha256(self.body).hexdigest()
 
     @property
     def media_type(self) -> str | None:
@@ -289,6 +299,8 @@ class Fetcher:
                         got_head = True
                         result.status = resp.status
                         result.content_type = resp.headers.get("Content-Type")
+                        result.etag = resp.headers.get("ETag")
+                        result.last_modified = resp.headers.get("Last-Modified")
                         if resp.status in _REDIRECTS and "Location" in resp.headers:
                             return resp.headers["Location"]
                         ok = 200 <= resp.status < 300

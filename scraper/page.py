@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ERROR_KINDS", "Page", "PageError", "now_iso"]
+__all__ = ["ERROR_KINDS", "RECORD_KEYS", "Page", "PageError", "now_iso", "record_keys"]
 
 #: Every `error.kind` a record can carry (SPEC section 5).
 ERROR_KINDS = (
@@ -22,9 +22,11 @@ ERROR_KINDS = (
     "robots",
     "blocked",
     "parse",
+    "render",
 )
 
-#: Record keys in output order (`text` only when `[parse].text` is on).
+#: Record keys in output order. Three are optional: `text` (`[parse].text`),
+#: `markdown` (`[parse].markdown`) and `rendered` (`[render].mode` not "never").
 RECORD_KEYS = (
     "url",
     "final_url",
@@ -42,8 +44,21 @@ RECORD_KEYS = (
     "links",
     "fields",
     "text",
+    "markdown",
+    "etag",
+    "last_modified",
+    "content_hash",
+    "changed",
+    "rendered",
     "error",
 )
+OPTIONAL_KEYS = ("text", "markdown", "rendered")
+
+
+def record_keys(*, text: bool = False, markdown: bool = False, rendered: bool = False) -> tuple[str, ...]:
+    """The keys of a record (and CSV columns), in output order, for these settings."""
+    present = {"text": text, "markdown": markdown, "rendered": rendered}
+    return tuple(k for k in RECORD_KEYS if present.get(k, True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +90,24 @@ class Page:
     links: list[str] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
     text: str | None = None
+    markdown: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    changed: bool | None = None
+    rendered: bool = False
     error: PageError | None = None
-    #: whether the record carries the `text` key (`[parse].text`)
+    #: whether the record carries the optional keys `text`, `markdown` and `rendered`
     with_text: bool = field(default=False, repr=False, compare=False)
+    with_markdown: bool = field(default=False, repr=False, compare=False)
+    with_rendered: bool = field(default=False, repr=False, compare=False)
+
+    def keys(self) -> tuple[str, ...]:
+        return record_keys(text=self.with_text, markdown=self.with_markdown, rendered=self.with_rendered)
 
     def to_dict(self) -> dict[str, Any]:
         """The output record, keys in output order."""
-        record: dict[str, Any] = {}
-        for key in RECORD_KEYS:
-            if key == "text" and not self.with_text:
-                continue
-            record[key] = getattr(self, key)
+        record = {key: getattr(self, key) for key in self.keys()}
         if self.error is not None:
             record["error"] = self.error.to_dict()
         return record
@@ -95,7 +117,14 @@ class Page:
         """Rebuild a Page from a record read back from the output."""
         values = {k: record[k] for k in RECORD_KEYS if k in record}
         error = values.pop("error", None)
-        page = cls(**values, with_text="text" in record)
+        if values.get("rendered") is None:
+            values.pop("rendered", None)
+        page = cls(
+            **values,
+            with_text="text" in record,
+            with_markdown="markdown" in record,
+            with_rendered="rendered" in record,
+        )
         if isinstance(error, dict):
             page.error = PageError(str(error.get("kind")), str(error.get("message", "")))
         return page

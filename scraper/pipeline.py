@@ -47,7 +47,7 @@ from .errors import OutputError, OutputExistsError, UsageError
 from .fetch import Fetcher, FetchResult
 from .frontier import Frontier, Item, MemoryFrontier
 from .limits import Limiter, LimiterClosed
-from .page import Page, PageError, now_iso
+from .page import Page, PageError, now_iso, record_keys
 from .parse import ParseJob, Parser, is_html, parse_batch, worker_init
 from .robots import RobotsCache
 from .sinks import Sink, columns, csv_header, read_back, sink_path, truncate_torn
@@ -108,6 +108,12 @@ class Scraper:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._run: _Run | None = None
         self.interrupted_by: int | None = None
+
+    @property
+    def record_keys(self) -> tuple[str, ...]:
+        """The keys of this configuration's records (and CSV columns), in output order."""
+        c = self.config
+        return record_keys(text=c.parse.text, markdown=c.parse.markdown, rendered=c.render.mode != "never")
 
     @property
     def workers(self) -> int:
@@ -262,15 +268,13 @@ class Scraper:
         used = 0
         resumed_links: list[Item] = []
         if resume and path.exists():
-            if fmt == "csv" and csv_header(path) not in (None, columns(c.parse.text)):
-                turn = "on" if c.parse.text else "off"
-                raise UsageError(f"{path} was written with [parse].text {'off' if c.parse.text else 'on'}: "
-                                 f"resume it with the same setting, not {turn}")
+            if fmt == "csv" and (header := csv_header(path)) not in (None, columns(self.record_keys)):
+                raise UsageError(_columns_differ(path, header, columns(self.record_keys)))
             records, good_end = read_back(path, fmt)
             truncate_torn(path, good_end)
             used, resumed_links = await _rebuild(records, frontier, tally, c)
 
-        sink = Sink(path, fmt, c.parse.text)
+        sink = Sink(path, fmt, self.record_keys)
         await sink.open()
         run = _Run(self, sink.write, frontier, tally=tally, budget_used=used, sink=sink, progress=progress)
         if resumed_links:
@@ -492,6 +496,8 @@ class _Run:
             depth=item.depth,
             referrer=item.referrer,
             with_text=self.c.parse.text,
+            with_markdown=self.c.parse.markdown,
+            with_rendered=self.c.render.mode != "never",
             **values,
         )
 
@@ -670,6 +676,9 @@ class _Run:
             attempts=result.attempts,
             content_type=result.media_type,
             bytes=result.size,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            content_hash=result.content_hash,
             error=result.error,
             **values,
         )
@@ -826,6 +835,18 @@ def _check_extract(extract: Extract) -> None:
             "the top level of an importable module (not a lambda, a nested function or a bound method "
             "of an unpicklable object)"
         ) from None
+
+
+def _columns_differ(path: Path, header: list[str], expected: list[str]) -> str:
+    """Why a CSV output cannot be resumed with this configuration's columns."""
+    missing = [k for k in expected if k not in header]
+    extra = [k for k in header if k not in expected]
+    settings = {"text": "[parse].text", "markdown": "[parse].markdown", "rendered": "[render].mode"}
+    for key in missing + extra:
+        if key in settings:
+            return f"{path} was written with another {settings[key]} setting: resume it with the same one"
+    return (f"{path} has other columns than this version writes ({', '.join(missing + extra) or 'their order'}): "
+            "finish it with the version that wrote it, or start over with --overwrite")
 
 
 def _ready() -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import aiofiles
 
 from .errors import OutputError
-from .page import RECORD_KEYS, Page
+from .page import Page, record_keys
 
 __all__ = ["Sink", "columns", "csv_header", "read_back", "sink_path", "truncate_torn"]
 
@@ -31,8 +31,8 @@ def sink_path(out_dir: str | Path, fmt: str, shard: str | None = None) -> Path:
     return Path(out_dir) / f"{name}.{fmt}"
 
 
-def columns(with_text: bool) -> list[str]:
-    return [k for k in RECORD_KEYS if with_text or k != "text"]
+def columns(keys: tuple[str, ...]) -> list[str]:
+    return list(keys)
 
 
 def _cell(value: Any) -> str:
@@ -51,10 +51,10 @@ class Sink:
     #: records kept before a write; `flush` writes sooner
     BATCH = 64
 
-    def __init__(self, path: Path, fmt: str, with_text: bool) -> None:
+    def __init__(self, path: Path, fmt: str, keys: tuple[str, ...] = record_keys()) -> None:
         self.path = path
         self.fmt = fmt
-        self._columns = columns(with_text)
+        self._columns = columns(keys)
         self._buffer: list[str] = []
         self._file: Any = None
         self._size = 0  # bytes of whole records in the file
@@ -213,6 +213,7 @@ def _read_csv(data: bytes) -> tuple[list[dict[str, Any]], int]:
 
 
 _INT_KEYS = ("status", "depth", "elapsed_ms", "attempts", "bytes")
+_BOOL_KEYS = ("ok", "changed", "rendered")
 _JSON_KEYS = ("links", "fields", "error")
 
 
@@ -220,11 +221,11 @@ def _csv_record(header: list[str], row: list[str]) -> dict[str, Any] | None:
     record: dict[str, Any] = {}
     try:
         for key, cell in zip(header, row, strict=True):  # the caller checked the lengths
-            if cell == "" and key not in ("url", "text"):
+            if cell == "" and key not in ("url", "text", "markdown"):
                 record[key] = None
             elif key in _INT_KEYS:
                 record[key] = int(cell)
-            elif key == "ok":
+            elif key in _BOOL_KEYS:
                 record[key] = cell == "true"
             elif key in _JSON_KEYS:
                 record[key] = json.loads(cell)

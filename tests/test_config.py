@@ -18,7 +18,7 @@ def test_shipped_config_toml_equals_the_defaults():
     # and it names every key of every section
     with open(ROOT / "config.toml", "rb") as f:
         data = tomllib.load(f)
-    for section in ("fetch", "retry", "crawl", "parse", "output", "frontier"):
+    for section in ("fetch", "retry", "crawl", "parse", "output", "frontier", "render"):
         keys = {f.name for f in dataclasses.fields(getattr(Config(), section))} - {"fields"}
         assert keys <= set(data[section]), f"config.toml lacks {section}: {keys - set(data[section])}"
 

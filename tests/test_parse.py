@@ -172,7 +172,8 @@ def test_page_to_dict_key_order_and_text_key():
     page = Page(url="http://a/", with_text=False)
     assert list(page.to_dict()) == ["url", "final_url", "status", "ok", "depth", "referrer", "fetched_at",
                                    "elapsed_ms", "attempts", "content_type", "bytes", "title", "description",
-                                   "links", "fields", "error"]
+                                   "links", "fields",
+        "etag", "last_modified", "content_hash", "changed", "error"]
     assert "text" in Page(url="http://a/", with_text=True).to_dict()
 
 

@@ -93,7 +93,8 @@ async def test_cli_writes_one_record_per_unique_url_and_stats(serve, tmp_path):
     assert a["content_type"] == "text/html" and a["bytes"] > 0 and a["attempts"] == 1 and a["error"] is None
     assert a["fetched_at"].endswith("Z") and isinstance(a["elapsed_ms"], int)
     assert list(a) == ["url", "final_url", "status", "ok", "depth", "referrer", "fetched_at", "elapsed_ms",
-                       "attempts", "content_type", "bytes", "title", "description", "links", "fields", "error"]
+                       "attempts", "content_type", "bytes", "title", "description", "links", "fields",
+        "etag", "last_modified", "content_hash", "changed", "error"]
     pdf = by_url[site.url("/doc.pdf")]
     assert pdf["ok"] is True and pdf["content_type"] == "application/pdf" and pdf["links"] == []
     assert pdf["fields"] == {} and pdf["error"] is None and pdf["title"] is None
@@ -139,7 +140,8 @@ async def test_cli_csv_output_parses_with_csv_module(serve, tmp_path):
     assert json.loads(a["links"]) == [site.url("/b"), site.url("/c")]
     assert json.loads(a["fields"]) == {} and a["ok"] == "true" and a["status"] == "200" and a["error"] == ""
     assert list(rows[0]) == ["url", "final_url", "status", "ok", "depth", "referrer", "fetched_at", "elapsed_ms",
-                             "attempts", "content_type", "bytes", "title", "description", "links", "fields", "error"]
+                             "attempts", "content_type", "bytes", "title", "description", "links", "fields",
+        "etag", "last_modified", "content_hash", "changed", "error"]
 
 
 async def test_cli_reads_stdin(serve, tmp_path):

@@ -250,7 +250,7 @@ async def test_read_back_keeps_records_whose_text_has_line_separators(tmp_path, 
     # \r, \u2028, \x85, \x0c are line breaks to str.splitlines() and some to csv: none may split a record
     titles = ["cr\rin title", "ls\u2028ps\u2029", "nel\x85ff\x0cvt\x0b", "crlf\r\nlf\n", 'q"uo,te', "plain"]
     path = tmp_path / f"pages.{fmt}"
-    sink = Sink(path, fmt, with_text=False)
+    sink = Sink(path, fmt)
     await sink.open()
     for i, title in enumerate(titles):
         await sink.write(Page(url=f"http://h/{i}", final_url=f"http://h/{i}", status=200, ok=True, title=title))
@@ -269,7 +269,7 @@ async def test_read_back_keeps_records_whose_text_has_line_separators(tmp_path, 
 
 async def test_a_failed_write_leaves_whole_lines_and_stops_every_writer(tmp_path, monkeypatch):
     path = tmp_path / "pages.jsonl"
-    sink = Sink(path, "jsonl", with_text=False)
+    sink = Sink(path, "jsonl")
     await sink.open()
     await sink.write(Page(url="http://h/0"))
     await sink.flush()
