@@ -48,14 +48,17 @@ def _cell(value: Any) -> str:
 class Sink:
     """Appends records to DIR/pages.jsonl or DIR/pages.csv."""
 
-    #: records kept before a write; `flush` writes sooner
+    #: records kept before a write, at most; `flush` writes sooner
     BATCH = 64
+    #: bytes kept before a write, at most (a record with thousands of links is large)
+    BATCH_BYTES = 256 * 1024
 
     def __init__(self, path: Path, fmt: str, keys: tuple[str, ...] = record_keys()) -> None:
         self.path = path
         self.fmt = fmt
         self._columns = columns(keys)
         self._buffer: list[str] = []
+        self._buffered = 0  # characters in `_buffer`
         self._file: Any = None
         self._size = 0  # bytes of whole records in the file
         self._lock = asyncio.Lock()
@@ -88,14 +91,17 @@ class Sink:
     async def write(self, page: Page) -> None:
         if self._failed is not None:  # the output is gone: every writer learns it, and the run stops
             raise OutputError(self._failed)
-        self._buffer.append(self.encode(page))
-        if len(self._buffer) >= self.BATCH:
+        line = self.encode(page)
+        self._buffer.append(line)
+        self._buffered += len(line)
+        if len(self._buffer) >= self.BATCH or self._buffered >= self.BATCH_BYTES:
             await self.flush()
 
     async def flush(self) -> None:
         if self._buffer and self._file is not None:
             data = "".join(self._buffer).encode("utf-8", "replace")
             self._buffer.clear()
+            self._buffered = 0
             # shielded: a writer cancelled by an interrupt must not leave half a batch behind
             await asyncio.shield(self._append(data))
         if self._failed is not None:
