@@ -8,6 +8,7 @@ addresses (127.0.0.2, 127.0.0.3, ...), since a host is a host name.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
@@ -23,6 +24,34 @@ from scraper import Config
 from scraper.config import CrawlConfig, FetchConfig, OutputConfig, ParseConfig, RetryConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """On pytest-timeout's timeout, add the stack of every task of the test's event loop.
+
+    The timeout interrupts the loop where it waits (in `select`): the stack that says
+    what hung is that of the task awaiting forever, not the loop's own.
+    """
+    try:
+        return (yield)
+    except BaseException as e:  # re-raised: only looked at
+        if type(e).__name__ == "Failed" and "Timeout" in str(e):
+            item.add_report_section("call", "asyncio tasks at the timeout", _task_stacks())
+        raise
+
+
+def _task_stacks() -> str:
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return "(no event loop)"
+    if loop.is_closed():
+        return "(the event loop is closed)"
+    out = io.StringIO()
+    for task in asyncio.all_tasks(loop):
+        task.print_stack(file=out)
+    return out.getvalue()
 
 
 @dataclass

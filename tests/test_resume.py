@@ -19,6 +19,7 @@ from scraper.errors import OutputError
 from scraper.page import Page
 from scraper.sinks import Sink, read_back, truncate_torn
 from tests.test_interrupt import (
+    Gate,
     assert_all_gone,
     assert_exactly_once,
     cli_args,
@@ -56,7 +57,8 @@ def stats_of(out: Path) -> dict:
 
 
 async def test_sigkill_then_resume_records_every_url_once(serve, tmp_path):
-    server = await serve(site(0.1))
+    gate = Gate(free=10)  # the rest wait until the kill is done
+    server = await serve(site(0.01, gate=gate))
     urls = [server.url(f"/p/{i}") for i in range(60)]
     urls_file, cfg, out = crawl_files(tmp_path, urls)
     pages = out / "pages.jsonl"
@@ -66,6 +68,7 @@ async def test_sigkill_then_resume_records_every_url_once(serve, tmp_path):
     done = {json.loads(line)["url"] for line in whole.splitlines()}
     torn_url = next(u for u in urls if u not in done)  # its record was being written: it is fetched again
     tear(pages, json.dumps({"url": torn_url, "final_url": torn_url, "status": 200, "ok": True}) + "\n")
+    gate.open()
 
     result = await run(*cli_args(urls_file, cfg, out, "--resume"))
 
@@ -94,7 +97,8 @@ def tree(depth: int, roots: str = "ab") -> dict[str, tuple[int, str | None]]:
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 async def test_depth_crawl_resumes_from_the_links_of_done_pages(serve, tmp_path, stop):
-    server = await serve(site(0.1))
+    gate = Gate(free=16)
+    server = await serve(site(0.01, gate=gate))
     expected = tree(3)  # 80 pages; the depth-3 pages link to depth 4, which is never fetched
     urls_file, cfg, out = crawl_files(tmp_path, [server.url("/t/a"), server.url("/t/b")])
     args = cli_args(urls_file, cfg, out, "--depth", "3")
@@ -111,6 +115,7 @@ async def test_depth_crawl_resumes_from_the_links_of_done_pages(serve, tmp_path,
     data = pages.read_bytes()
     done = {json.loads(line)["url"] for line in data[: data.rfind(b"\n") + 1].splitlines()}
     assert len(done) < len(expected)
+    gate.open()
 
     result = await run(*args, "--resume")
 
@@ -145,7 +150,8 @@ async def test_resume_after_a_finished_run_fetches_nothing(serve, tmp_path):
 
 
 async def test_csv_resumes_like_jsonl(serve, tmp_path):
-    server = await serve(site(0.1))
+    gate = Gate(free=10)
+    server = await serve(site(0.01, gate=gate))
     urls = [server.url(f"/p/{i}") for i in range(60)]
     urls_file, cfg, out = crawl_files(tmp_path, urls)
     pages = out / "pages.csv"
@@ -153,6 +159,7 @@ async def test_csv_resumes_like_jsonl(serve, tmp_path):
 
     await kill_mid_crawl(args, pages, lines=9)  # the header and 8 records
     tear(pages, f"{urls[-1]},{urls[-1]},200,true,0,,2024-01-01T00:00:00Z,5,1,text/html,100,\"a title\"\n")
+    gate.open()
 
     result = await run(*args, "--resume")
 
@@ -201,7 +208,8 @@ async def test_existing_output_is_exit_2_and_left_alone(serve, tmp_path, existin
 async def test_max_pages_counts_the_records_already_in_the_output(serve, tmp_path):
     # the first two hang: at the signal they are in flight, cancelled, and not counted
     hanging = {"/p/0", "/p/1"}
-    server = await serve(site(0.2, hang=hanging.__contains__))
+    gate = Gate(free=6)  # fewer than 20: the run cannot reach --max-pages before the signal
+    server = await serve(site(0.01, hang=hanging.__contains__, gate=gate))
     urls = [server.url(f"/p/{i}") for i in range(60)]
     urls_file, cfg, out = crawl_files(tmp_path, urls)
     args = cli_args(urls_file, cfg, out, "--max-pages", "20")
@@ -214,6 +222,7 @@ async def test_max_pages_counts_the_records_already_in_the_output(serve, tmp_pat
     assert len(first) < 20 and server.url("/p/0") not in {r["url"] for r in first}
 
     hanging.clear()
+    gate.open()
     result = await run(*args, "--resume")
 
     assert result.code == 0, result.stderr
@@ -225,14 +234,15 @@ async def test_max_pages_counts_the_records_already_in_the_output(serve, tmp_pat
 
 
 async def test_sigkill_of_the_main_process_leaves_no_workers(serve, tmp_path):
-    server = await serve(site(0.1))
+    server = await serve(site(0.01, gate=Gate(free=10)))
     urls_file, cfg, out = crawl_files(tmp_path, [server.url(f"/p/{i}") for i in range(60)], workers=2)
     proc = await start_cli(*cli_args(urls_file, cfg, out))
     await wait_lines(out / "pages.jsonl", 8)
     workers = descendants(proc.pid)
+    assert workers, "the parse pool should be running"
     proc.kill()  # the main process only, as the OOM killer does
     try:
-        await assert_all_gone(workers, timeout=2)
+        await assert_all_gone(workers, timeout=10)
     finally:
         for pid, _ in workers:  # whatever is left holds our pipes open
             try:
