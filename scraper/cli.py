@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import signal
 import sys
@@ -145,9 +144,7 @@ async def _run(args: argparse.Namespace, config: object) -> int:
 
     def on_signal(signum: int) -> None:
         if scraper.interrupted_by is not None:  # a second signal: now, leaving whole lines
-            # the parse workers would outlive us (and keep the forkserver alive): they go first
-            for child in multiprocessing.active_children():
-                child.kill()
+            scraper.kill()  # the parse workers and their fork server go first: none outlives us
             os._exit(128 + scraper.interrupted_by)
         if not args.quiet:
             print(

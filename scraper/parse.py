@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import os
 import re
 import zlib
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from .config import FieldSpec
 from .page import Page
 from .urls import LinkFilter, normalize
 
-__all__ = ["ParseJob", "Parser", "decode", "is_html", "parse_batch", "worker_init"]
+__all__ = ["ParseJob", "Parser", "decode", "is_html", "parse_failure"]
 
 Extract = Callable[[Any, Page], dict]
 
@@ -130,7 +129,7 @@ _SPACE = re.compile(r"\s+")
 
 
 class Parser:
-    """What the parse processes do; built once per process by `worker_init`."""
+    """What the parse processes do; sent to each of them once (see `pool`)."""
 
     def __init__(
         self,
@@ -316,67 +315,6 @@ def sitemap_urls(body: bytes) -> list[str] | None:
     return urls
 
 
-# --- process-pool plumbing ---------------------------------------------------
-
-_parser: Parser | None = None
-
-
-def worker_init(parser: Parser, main_pid: int | None = None) -> None:
-    """Process-pool initializer: keep the Parser, and leave signals to the main process."""
-    global _parser
-    _parser = parser
-    import signal
-
-    # Ctrl-C reaches the whole process group; the main process decides what happens
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
-    if main_pid is not None:
-        _exit_with(main_pid)
-    # the event loop comes first: a parse backlog waits, requests in flight must not
-    try:
-        os.nice(5)
-    except OSError:
-        pass
-
-
-def _exit_with(pid: int) -> None:
-    """End this worker when process `pid` (the scraper) dies, even by SIGKILL.
-
-    A worker is a child of the forkserver, not of the scraper, so PDEATHSIG does not
-    see the scraper die; and the forkserver lives on as long as any worker does.
-    """
-    import select
-    import threading
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        os._exit(0)  # gone already
-    except (AttributeError, OSError):  # not Linux >= 5.3: nothing to wait on
-        return
-
-    def wait() -> None:
-        select.select([fd], [], [])  # readable once the process has exited
-        os._exit(0)
-
-    threading.Thread(target=wait, name="scraper.exit-with-main", daemon=True).start()
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the main process dies (even by SIGKILL)."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: orphans are reaped by the pool's own checks
-        pass
-
-
-def parse_batch(jobs: list[ParseJob]) -> list[dict[str, Any]]:
-    """Parse several pages in one round trip to a worker."""
-    assert _parser is not None, "worker_init was not run"
-    return [_parser.parse(job) for job in jobs]
+def parse_failure(message: str) -> dict[str, Any]:
+    """The result of a page whose parsing failed outside `Parser.parse` (a worker that died)."""
+    return {"error": ("parse", message)}

@@ -25,16 +25,12 @@ How the parts meet, and why they cannot deadlock:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import multiprocessing
 import os
-import pickle
 import shutil
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from concurrent.futures.process import BrokenProcessPool
 from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +44,8 @@ from .fetch import Fetcher, FetchResult
 from .frontier import Frontier, Item, MemoryFrontier
 from .limits import Limiter, LimiterClosed
 from .page import Page, PageError, now_iso, record_keys
-from .parse import ParseJob, Parser, is_html, parse_batch, worker_init
+from .parse import ParseJob, Parser, is_html
+from .pool import ParsePool, check_sendable
 from .robots import RobotsCache
 from .sinks import Sink, columns, csv_header, read_back, sink_path, truncate_torn
 from .sources import numbered, open_source
@@ -83,8 +80,8 @@ def is_sitemap_url(url: str) -> bool:
 class Scraper:
     """The crawler. Use as `async with Scraper(config) as s:`; see `crawl` and `run`.
 
-    `extract(soup, page) -> dict` runs in the parse processes, so it must be a
-    module-level function (picklable by reference); its result is merged into
+    `extract(soup, page) -> dict` runs in the parse processes; any callable that
+    cloudpickle can copy works (see `pool`); its result is merged into
     `page.fields`. `queue_size` bounds the queue between the producer and the
     fetchers (default: twice `concurrency`); any size works, 1 included.
     """
@@ -99,13 +96,13 @@ class Scraper:
     ) -> None:
         self.config = config if config is not None else Config()
         if extract is not None:
-            _check_extract(extract)
+            check_sendable(extract)
         self.extract = extract
         self.queue_size = 2 * self.config.fetch.concurrency if queue_size is None else queue_size
         if self.queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self._frontier = frontier
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pool: ParsePool | None = None
         self._run: _Run | None = None
         self.interrupted_by: int | None = None
 
@@ -126,9 +123,15 @@ class Scraper:
         await self.close()
 
     async def close(self) -> None:
+        """Stop the parse processes and wait for them: none is left when this returns."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.get_running_loop().run_in_executor(None, _shutdown_pool, pool)
+            await asyncio.get_running_loop().run_in_executor(None, pool.close)
+
+    def kill(self) -> None:
+        """End the parse processes now, without waiting for their batches (a second Ctrl-C)."""
+        if self._pool is not None:
+            self._pool.kill()
 
     def _new_frontier(self) -> Frontier:
         """The frontier given to the constructor, else the one `[frontier].backend` names."""
@@ -149,31 +152,11 @@ class Scraper:
             link_filter=LinkFilter(c.crawl.same_host, c.crawl.allow, c.crawl.deny),
         )
 
-    def pool(self) -> concurrent.futures.ProcessPoolExecutor:
+    def _parse_pool(self) -> ParsePool:
+        """The parse processes, made on first use and kept until `close`."""
         if self._pool is None:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["scraper.parse", "bs4", "lxml.etree", "yarl"])
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=ctx,
-                initializer=worker_init,
-                initargs=(self._parser(), os.getpid()),
-            )
+            self._pool = ParsePool(self._parser(), self.workers)
         return self._pool
-
-    def warm_up(self) -> None:
-        """Start the parse processes and wait until they are ready (off the event loop).
-
-        Starting the forkserver imports lxml and bs4 before the first fork: done
-        lazily on the loop, that stalls every request in flight for ~0.3 s.
-        """
-        pool = self.pool()
-        concurrent.futures.wait([pool.submit(_ready) for _ in range(self.workers)])
-
-    def _restart_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
 
     def interrupt(self, signum: int = 2) -> None:
         """Stop taking new URLs, let requests in flight finish (up to GRACE_S), then end the run."""
@@ -195,7 +178,7 @@ class Scraper:
         async def emit(page: Page) -> None:
             await out.put(page)
 
-        run = _Run(self, emit, self._new_frontier())
+        run = _Run(self, emit, self._new_frontier(), self._parse_pool())
         self._run = run
 
         async def execute() -> None:
@@ -276,7 +259,8 @@ class Scraper:
 
         sink = Sink(path, fmt, self.record_keys)
         await sink.open()
-        run = _Run(self, sink.write, frontier, tally=tally, budget_used=used, sink=sink, progress=progress)
+        run = _Run(self, sink.write, frontier, self._parse_pool(), tally=tally, budget_used=used, sink=sink,
+                   progress=progress)
         if resumed_links:
             await frontier.add_links(resumed_links)
         # from here to execute() nothing awaits: stop() finds the run started
@@ -315,6 +299,7 @@ class _Run:
         scraper: Scraper,
         emit: Callable[[Page], Awaitable[None]],
         frontier: Frontier,
+        pool: ParsePool,
         *,
         tally: Tally | None = None,
         budget_used: int = 0,
@@ -325,6 +310,7 @@ class _Run:
         self.c = scraper.config
         self._emit_to = emit
         self.frontier = frontier
+        self.pool = pool
         self.tally = tally or Tally()
         self.run_pages = 0
         self._budget_spent = False
@@ -366,7 +352,7 @@ class _Run:
             self.robots = RobotsCache(fetcher, self.limiter, c.fetch.user_agent) if c.fetch.obey_robots else None
             if self.progress is not None:
                 self.progress.start(self.counts)
-            self._pool_ready = asyncio.get_running_loop().run_in_executor(None, self.s.warm_up)
+            self._pool_ready = asyncio.get_running_loop().run_in_executor(None, self.pool.start)
             helpers = [asyncio.create_task(self._watch_loop())]
             if self.sink is not None:
                 helpers.append(asyncio.create_task(self._flush_periodically()))
@@ -728,7 +714,6 @@ class _Run:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _parse(self, batch: list[tuple[Item, FetchResult, bool]]) -> None:
-        loop = asyncio.get_running_loop()
         max_depth = self.c.crawl.depth
         want_page = self.s.extract is not None
         jobs = [
@@ -743,19 +728,7 @@ class _Run:
             for item, result, sitemap in batch
         ]
         await self._pool_ready
-        n = min(self.s.workers, len(jobs))
-        chunks = [list(range(i, len(jobs), n)) for i in range(n)]
-        outputs: list[dict[str, Any]] = [{}] * len(jobs)
-        try:
-            results = await asyncio.gather(
-                *(loop.run_in_executor(self.s.pool(), parse_batch, [jobs[i] for i in chunk]) for chunk in chunks)
-            )
-        except BrokenProcessPool:
-            self.s._restart_pool()
-            results = [[{"error": ("parse", "the parse worker died on this batch")}] * len(c) for c in chunks]
-        for chunk, chunk_results in zip(chunks, results, strict=True):
-            for i, out in zip(chunk, chunk_results, strict=True):
-                outputs[i] = out
+        outputs = await self.pool.parse(jobs)
         for (item, result, sitemap), out in zip(batch, outputs, strict=True):
             await self._finish_parsed(item, result, sitemap, out)
 
@@ -823,20 +796,6 @@ async def _rebuild(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _check_extract(extract: Extract) -> None:
-    if not callable(extract):
-        raise TypeError("extract must be a function extract(soup, page) -> dict")
-    try:
-        pickle.dumps(extract)
-    except Exception:
-        name = getattr(extract, "__qualname__", repr(extract))
-        raise TypeError(
-            f"extract={name} cannot be sent to the parse processes: it must be a function defined at "
-            "the top level of an importable module (not a lambda, a nested function or a bound method "
-            "of an unpicklable object)"
-        ) from None
-
-
 def _columns_differ(path: Path, header: list[str], expected: list[str]) -> str:
     """Why a CSV output cannot be resumed with this configuration's columns."""
     missing = [k for k in expected if k not in header]
@@ -849,24 +808,22 @@ def _columns_differ(path: Path, header: list[str], expected: list[str]) -> str:
             "finish it with the version that wrote it, or start over with --overwrite")
 
 
-def _ready() -> bool:
-    return True
-
-
-def _shutdown_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    pool.shutdown(wait=True, cancel_futures=True)
-
-
-def scrape(urls: Iterable[str], config: Config | None = None, **overrides: Any) -> list[Page]:
+def scrape(
+    urls: Iterable[str], config: Config | None = None, *, extract: Extract | None = None, **overrides: Any
+) -> list[Page]:
     """Crawl `urls` and return every Page: a blocking convenience for scripts and notebooks.
 
-    `overrides` take the CLI's flag names (`concurrency=64`, `depth=1`).
+    `extract` is as for `Scraper`; `overrides` take the CLI's flag names
+    (`concurrency=64`, `depth=1`). Inside a running event loop (a notebook, an
+    async web handler) the crawl runs on a thread of its own, with its own loop.
     """
     config = (config or Config()).replace(**overrides) if overrides else (config or Config())
     urls = list(urls)
+    if extract is not None:
+        check_sendable(extract)  # here, in the caller's thread, not from inside the crawl
 
     async def collect() -> list[Page]:
-        async with Scraper(config) as s:
+        async with Scraper(config, extract=extract) as s:
             return [page async for page in s.crawl(urls)]
 
     try:

@@ -224,11 +224,6 @@ async def test_scrape_is_blocking_and_returns_a_list(serve, tmp_path):
     assert [p.title for p in pages] == ["A"]
 
 
-def test_lambda_extract_gets_a_clear_error():
-    with pytest.raises(TypeError, match="top level of an importable module"):
-        Scraper(extract=lambda soup, page: {})
-
-
 def test_public_names():
     assert scraper.__all__ == sorted(scraper.__all__)
     for name in ("Scraper", "Page", "PageError", "Config", "load_config", "scrape"):
