@@ -5,7 +5,7 @@
 It shows the two ways to pull data out of pages: `[parse.fields]` CSS
 selectors (here set in code; a config.toml works the same) and an `extract`
 function for what selectors cannot say. `extract` runs in the parse worker
-processes, so it is a module-level function.
+processes; it is sent there by value, so a function defined anywhere works.
 """
 
 from __future__ import annotations
