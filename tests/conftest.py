@@ -12,7 +12,9 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,63 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
 
 async def _not_found(request: web.Request) -> web.Response:
     return web.Response(status=404, text="not found")
+
+
+@pytest.fixture
+def request_starts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[float]]:
+    """Host -> the monotonic times at which the crawl's requests to it started.
+
+    A start as the scraper made it: the time the `Limiter` wrote down when it let
+    the request go (what its `delay` is measured from), not when the bytes reached
+    a server, which on a loaded machine lags by a varying amount.
+    """
+    from scraper.limits import Limiter
+
+    starts: dict[str, list[float]] = {}
+    original = Limiter.request
+
+    @asynccontextmanager
+    async def request(self: Limiter, host: str) -> AsyncIterator[None]:
+        async with original(self, host):
+            starts.setdefault(host, []).append(self._hosts[host].last_start)
+            yield
+
+    monkeypatch.setattr(Limiter, "request", request)
+    return starts
+
+
+class LoopLag:
+    """The loop's scheduling delay while the block runs: how late a short sleep wakes.
+
+    A timing assertion whose interval includes waking from a sleep allows the
+    lateness measured over that interval on top of its own margin: on a loaded
+    machine, it is what the load ate.
+    """
+
+    def __init__(self, every: float = 0.005) -> None:
+        self.every = every
+        self.samples: list[tuple[float, float, float]] = []  # (asleep from, woke at, late by)
+        self._task: asyncio.Task[None] | None = None
+
+    def worst(self, start: float = -float("inf"), end: float = float("inf")) -> float:
+        """The latest wake of a sleep that overlapped [start, end] (monotonic times)."""
+        return max((late for t0, t1, late in self.samples if t1 >= start and t0 <= end), default=0.0)
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.wait([self._task])  # a cancellation of the test itself still propagates
+
+    async def _sample(self) -> None:
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(self.every)
+            now = time.monotonic()
+            self.samples.append((t, now, max(0.0, now - t - self.every)))
 
 
 def html(title: str, links: list[str] = (), body: str = "", description: str | None = None) -> str:  # type: ignore[assignment]

@@ -122,16 +122,18 @@ def test_product_token(user_agent: str, token: str) -> None:
     assert product_token(user_agent) == token
 
 
-async def test_crawl_delay_holds_between_request_starts(serve: Any) -> None:
+async def test_crawl_delay_holds_between_request_starts(serve: Any, request_starts: dict[str, list[float]]) -> None:
     srv = await serve(site(robots("User-agent: *\nCrawl-delay: 0.3\n")))
     urls = [srv.url(f"/p{i}") for i in range(4)]
     pages = await crawl(obeying(per_host=4, concurrency=8), urls)
     assert all(p.ok for p in pages.values())
-    starts = starts_of(srv)
     assert srv.starts[0][1] == "/robots.txt"
+    assert len(starts_of(srv)) == 5
+    # robots.txt counts like any other request: the delay holds after it too. Measured
+    # between the starts the scraper made (the server sees them after a varying lag)
+    starts = request_starts[srv.host]
     assert len(starts) == 5
-    # robots.txt counts like any other request: the delay holds after it too
-    assert min(gaps(starts)) >= 0.3 - 0.05, gaps(starts)  # arrival lags the start a little
+    assert min(gaps(starts)) >= 0.3, gaps(starts)
     assert srv.max_in_flight == 1
 
 
