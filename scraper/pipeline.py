@@ -220,6 +220,11 @@ class Scraper:
         self.interrupted_by = None  # a Scraper may run again after an interrupted run
         c = self.config
         out_dir = Path(c.output.dir)
+        report = c.output.report and c.output.dir != "-"  # `--output -` writes no file
+        if report:  # a missing extra is said before anything starts, not after the crawl
+            from .report import require_extra
+
+            require_extra()
         fmt = c.output.format
         other_fmt = "csv" if fmt == "jsonl" else "jsonl"
         frontier = self._new_frontier()  # first: it names the shard (and Redis is checked before any file)
@@ -288,7 +293,23 @@ class Scraper:
             except OSError as e:
                 if error is None:
                     raise OutputError(f"cannot write {stats_path}: {e.strerror or e}") from None
+        if report:
+            await _write_report(out_dir)
         return stats
+
+
+async def _write_report(out_dir: Path) -> None:
+    """`[output] report`: DIR/report.html, also after an interrupt.
+
+    On a thread, so the event loop still hears a second Ctrl-C (which quits at once).
+    An output without records gets no report.
+    """
+    from .report import write_report
+
+    try:
+        await asyncio.to_thread(write_report, out_dir)
+    except UsageError:
+        pass
 
 
 class _Run:
