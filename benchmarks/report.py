@@ -126,8 +126,8 @@ def generate(out_dir: Path, records: int, *, fmt: str = "jsonl", shards: int = 1
     return sum(p.stat().st_size for p in out_dir.iterdir())
 
 
-def run_report(out_dir: Path) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS MB and report size of `python -m scraper report out_dir`."""
+def run_report(out_dir: Path) -> tuple[float, float, float, int]:
+    """Wall seconds, CPU seconds, peak RSS MB and report size of `python -m scraper report out_dir`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     begin = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "scraper", "report", str(out_dir)], env=env)
@@ -136,7 +136,8 @@ def run_report(out_dir: Path) -> tuple[float, float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"the report exited {proc.returncode}")
-    return wall, usage.ru_maxrss / 1024, (out_dir / "report.html").stat().st_size
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, (out_dir / "report.html").stat().st_size
 
 
 def main() -> None:
@@ -146,22 +147,28 @@ def main() -> None:
     p.add_argument("--csv", action="store_true", help="write the output as CSV instead of JSONL")
     p.add_argument("--shards", type=int, default=1, help="write N shards, as N workers of a shared crawl")
     p.add_argument("--keep", action="store_true", help="keep the output and the report, and say where")
+    p.add_argument("--reuse", action="store_true", help="--dir holds an output made before: only time the report")
     args = p.parse_args()
+    if args.reuse and not args.dir:
+        p.error("--reuse needs --dir")
     out_dir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scraper-report-bench-"))
     try:
-        begin = time.perf_counter()
-        size = generate(out_dir, args.records, fmt="csv" if args.csv else "jsonl", shards=args.shards)
-        print(f"generated {args.records:,} records ({size / 1e6:,.0f} MB) in {time.perf_counter() - begin:.0f} s",
-              file=sys.stderr)
+        if args.reuse:
+            size = sum(q.stat().st_size for q in out_dir.glob("pages*"))
+        else:
+            begin = time.perf_counter()
+            size = generate(out_dir, args.records, fmt="csv" if args.csv else "jsonl", shards=args.shards)
+            print(f"generated {args.records:,} records ({size / 1e6:,.0f} MB) in {time.perf_counter() - begin:.0f} s",
+                  file=sys.stderr)
         load = os.getloadavg()[0]
-        wall, rss, html = run_report(out_dir)
+        wall, cpu, rss, html = run_report(out_dir)
         print(json.dumps({"records": args.records, "format": "csv" if args.csv else "jsonl", "shards": args.shards,
-                          "output_mb": round(size / 1e6), "wall_s": round(wall, 1), "peak_rss_mb": round(rss),
-                          "report_kb": round(html / 1e3), "load_at_start": round(load, 2)}))
+                          "output_mb": round(size / 1e6), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                          "peak_rss_mb": round(rss), "report_kb": round(html / 1e3), "load_at_start": round(load, 2)}))
         if args.keep:
             print(f"kept: {out_dir}", file=sys.stderr)
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
