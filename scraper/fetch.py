@@ -21,9 +21,9 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from hashlib import sha256
 
@@ -39,7 +39,7 @@ from .limits import Limiter
 from .page import PageError, now_iso
 from .urls import normalize
 
-__all__ = ["BlockedAddressError", "FetchResult", "Fetcher", "is_public_address"]
+__all__ = ["BlockedAddressError", "ExchangeHook", "FetchResult", "Fetcher", "is_public_address"]
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _RETRYABLE_KINDS = frozenset(("dns", "connect", "timeout", "protocol"))
@@ -65,6 +65,7 @@ class FetchResult:
     peer_private: bool = False  # the final hop connected to a non-public address
     etag: str | None = None  # the final response's ETag header, as sent
     last_modified: str | None = None  # the final response's Last-Modified header, as sent
+    head: aiohttp.ClientResponse | None = field(default=None, repr=False)  # this hop's response, for `on_exchange`
 
     @property
     def content_hash(self) -> str | None:
@@ -121,6 +122,11 @@ class _Retry(Exception):
     pass
 
 
+#: Called after every request that got a response head (each attempt, each redirect hop,
+#: robots.txt too) with that response, its body read or abandoned, and the hop's result.
+ExchangeHook = Callable[[aiohttp.ClientResponse, FetchResult], None]
+
+
 class Fetcher:
     """Fetches URLs under the crawl's limits; one per run, around two shared sessions.
 
@@ -129,9 +135,10 @@ class Fetcher:
     addresses at connect time.
     """
 
-    def __init__(self, config: Config, limiter: Limiter) -> None:
+    def __init__(self, config: Config, limiter: Limiter, *, on_exchange: ExchangeHook | None = None) -> None:
         self.config = config
         self.limiter = limiter
+        self.on_exchange = on_exchange  # the archive's hook ([output] warc)
         f = config.fetch
         self._timeout = aiohttp.ClientTimeout(total=f.timeout, connect=f.connect_timeout)
         self._headers = {"User-Agent": f.user_agent, **f.headers}
@@ -258,6 +265,9 @@ class Fetcher:
                     result.final_url = current
                     return _fail(result, "blocked", f"refused to connect to non-public address {host}")
                 location = await self._hop(result, current, target, host, allow_private, max_bytes, truncate)
+                head, result.head = result.head, None
+                if head is not None and self.on_exchange is not None:
+                    self.on_exchange(head, result)
                 if location is None:
                     return result
                 nxt = _redirect_target(current, location)
@@ -297,6 +307,7 @@ class Fetcher:
                 async with asyncio.timeout(self.config.fetch.timeout + 1):  # a guard over aiohttp's own
                     async with session.get(target, allow_redirects=False, proxy=self._proxy) as resp:
                         got_head = True
+                        result.head = resp
                         result.status = resp.status
                         result.content_type = resp.headers.get("Content-Type")
                         result.etag = resp.headers.get("ETag")

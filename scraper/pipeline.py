@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import aiofiles
 from yarl import URL
 
+from .archive import Archive, require_warcio, warc_path
 from .config import Config
 from .errors import OutputError, OutputExistsError, UsageError
 from .fetch import Fetcher, FetchResult
@@ -230,6 +231,9 @@ class Scraper:
         frontier = self._new_frontier()  # first: it names the shard (and Redis is checked before any file)
         path, other = sink_path(out_dir, fmt, frontier.shard), sink_path(out_dir, other_fmt, frontier.shard)
         stats_path = out_dir / ("stats.json" if frontier.shard is None else f"stats-{frontier.shard}.json")
+        archive = Archive(warc_path(out_dir, frontier.shard)) if c.output.warc else None
+        if archive is not None:
+            require_warcio()
 
         seeds = open_source(source)  # fails early on a missing file
         if resume and overwrite:
@@ -246,7 +250,7 @@ class Scraper:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any request
             if overwrite:
-                for p in (path, other, stats_path):
+                for p in (path, other, stats_path, warc_path(out_dir, frontier.shard)):
                     p.unlink(missing_ok=True)
                 shutil.rmtree(out_dir / "html", ignore_errors=True)
         except OSError as e:
@@ -262,10 +266,17 @@ class Scraper:
             truncate_torn(path, good_end)
             used, resumed_links = await _rebuild(records, frontier, tally, c)
 
+        if archive is not None:
+            archive.open(append=resume)  # a torn last member is cut off before anything is appended
         sink = Sink(path, fmt, self.record_keys)
-        await sink.open()
+        try:
+            await sink.open()
+        except OutputError:
+            if archive is not None:
+                await archive.close()
+            raise
         run = _Run(self, sink.write, frontier, self._parse_pool(), tally=tally, budget_used=used, sink=sink,
-                   progress=progress)
+                   progress=progress, archive=archive)
         if resumed_links:
             await frontier.add_links(resumed_links)
         # from here to execute() nothing awaits: stop() finds the run started
@@ -281,21 +292,53 @@ class Scraper:
             raise
         finally:
             self._run = None
+            archive_error: OutputError | None = None
+            try:
+                if archive is not None:
+                    await archive.close()  # before the sink: the last records wait for their exchanges
+            except OutputError as e:
+                archive_error = e
             try:
                 await sink.close()
             except OutputError as e:
                 if error is None:
                     raise
                 error = e
-            stats = run.stats(interrupted=self.interrupted_by is not None or error is not None)
+            failed = error is not None or archive_error is not None
+            stats = run.stats(interrupted=self.interrupted_by is not None or failed)
             try:
                 stats.write(stats_path)
             except OSError as e:
                 if error is None:
                     raise OutputError(f"cannot write {stats_path}: {e.strerror or e}") from None
+        if archive_error is not None:
+            raise archive_error
         if report:
             await _write_report(out_dir)
         return stats
+
+    async def reparse(
+        self,
+        src: str | os.PathLike[str],
+        dst: str | os.PathLike[str],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> Stats:
+        """Parse a finished crawl again from its archive (`[output] warc`), sending no request.
+
+        For every record of the output folder `src` (every shard, JSONL or CSV),
+        write one record to `dst` (in `[output].format`, with stats.json), its
+        title, description, links, fields, text and markdown parsed again with
+        this Scraper's `[parse]` settings and `extract`; see `scraper.reextract`.
+        """
+        from .reextract import reextract
+
+        self.interrupted_by = None
+        return await reextract(
+            self, self._parse_pool(), src, dst, resume=resume, overwrite=overwrite, progress=progress
+        )
 
 
 async def _write_report(out_dir: Path) -> None:
@@ -326,8 +369,10 @@ class _Run:
         budget_used: int = 0,
         sink: Sink | None = None,
         progress: Progress | None = None,
+        archive: Archive | None = None,
     ) -> None:
         self.s = scraper
+        self.archive = archive
         self.c = scraper.config
         self._emit_to = emit
         self.frontier = frontier
@@ -368,7 +413,8 @@ class _Run:
             self._budget_spent = True
             self.stopping = True
             self.frontier.stop()
-        async with Fetcher(c, self.limiter) as fetcher:
+        on_exchange = self.archive.add if self.archive is not None else None
+        async with Fetcher(c, self.limiter, on_exchange=on_exchange) as fetcher:
             self.fetcher = fetcher
             self.robots = RobotsCache(fetcher, self.limiter, c.fetch.user_agent) if c.fetch.obey_robots else None
             if self.progress is not None:
@@ -479,6 +525,8 @@ class _Run:
         """
         if follow:
             await self.frontier.add_links(follow)
+        if self.archive is not None:
+            await self.archive.synced()  # the archive holds the page's exchanges before its record exists
         commit = getattr(self.frontier, "commit", None)
         if commit is None:
             await self._emit(page)

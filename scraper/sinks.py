@@ -266,3 +266,43 @@ def truncate_torn(path: Path, good_end: int) -> bool:
         f.flush()
         os.fsync(f.fileno())
     return True
+
+
+def output_files(out_dir: Path) -> list[Path]:
+    """Every records file of an output folder: pages.jsonl/.csv and each worker's shard, in name order."""
+    return sorted(p for p in out_dir.glob("pages*") if p.suffix in (".jsonl", ".csv") and p.is_file()
+                  and (p.stem == "pages" or p.stem.startswith("pages-")))
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The whole records of a JSONL or CSV output file, streamed; a torn last record is skipped."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        whole = f.tell() == 0 or (f.seek(-1, os.SEEK_END) >= 0 and f.read(1) == b"\n")
+    if path.suffix == ".jsonl":
+        with open(path, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    return  # torn
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and "url" in record:
+                    yield record
+        return
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None:
+            return
+        previous: dict[str, Any] | None = None
+        try:
+            for row in rows:
+                if previous is not None:
+                    yield previous
+                previous = _csv_record(header, row) if len(row) == len(header) else None
+        except csv.Error:
+            return
+        if previous is not None and whole:
+            yield previous

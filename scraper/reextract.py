@@ -1,0 +1,332 @@
+"""Re-extraction: a finished crawl's records parsed again from its archive, without the network.
+
+`Scraper.reparse(src, dst)` (and `python -m scraper reparse`) reads SRC's records
+(every shard, JSONL or CSV) as a stream, and writes one record per record to
+DST in the configured format, with the crawl's own sink, stats and progress:
+
+* One streaming pass over SRC's archives (`archive.index_responses`) maps each
+  target URI (a 64-bit hash) to the offsets of its 2xx responses. Nothing else
+  of the archive is kept in memory.
+* An ok HTML record whose response is archived has its body read back (in a
+  thread, a batch at a time, by offset), checked against the record's
+  `content_hash` (the archive may hold older copies: retries, a page fetched
+  again after a kill), and parsed in the crawl's own parse processes, with the
+  crawl's own `Parser` and `ParseJob`. So the crawl's config reproduces the
+  crawl's parsed keys exactly.
+* Title, description, links, fields, text and markdown come from the new
+  parse; every other key is SRC's. A record that is not ok, not HTML, or whose
+  body is not in the archive (a 304 of a recrawl) is copied; a key the new
+  config adds is null in it.
+
+Batches go to the pool in a window of twice the workers (reading the next
+batch's bodies overlaps parsing the last ones), and their records are written
+in SRC's order. `--resume` skips the URLs already in DST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .archive import archive_paths, find_body, index_responses, require_warcio, url_key
+from .errors import OutputError, OutputExistsError, UsageError
+from .page import Page, PageError, now_iso
+from .parse import ParseJob, is_html
+from .sinks import Sink, columns, csv_header, iter_records, output_files, read_back, sink_path, truncate_torn
+from .stats import Stats, Tally
+
+if TYPE_CHECKING:
+    from .pipeline import Progress, Scraper
+    from .pool import ParsePool
+
+__all__ = ["reextract"]
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+#: what the parse overwrites; every other key is copied from SRC's record
+_PARSED_KEYS = ("title", "description", "links", "fields", "text", "markdown")
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One record to parse again: where its response may be, and how to check it is the one."""
+
+    candidates: tuple[tuple[int, int], ...]  # (archive number, offset), oldest first
+    content_hash: str | None
+    final_url: str
+    sitemap: bool
+    page: Page | None  # only when an `extract` function wants it
+
+
+def _read_jobs(archives: list[Path], jobs: list[_Job]) -> list[ParseJob | None]:
+    """Each job's archived response as the crawl's ParseJob; None: not found, or not HTML (copy the record)."""
+    out: list[ParseJob | None] = []
+    for job in jobs:
+        archived = find_body(archives, job.candidates, job.content_hash)
+        media = archived.content_type.split(";", 1)[0].strip().lower() or None if archived else None
+        if archived is None or not archived.body or not (job.sitemap or is_html(media, archived.body)):
+            out.append(None)
+            continue
+        out.append(ParseJob(final_url=job.final_url, content_type=archived.content_type, body=archived.body,
+                            follow=False, sitemap=job.sitemap, page=job.page))
+    return out
+
+
+async def _parse_archived(pool: ParsePool, archives: list[Path], jobs: list[_Job]) -> list[dict[str, Any] | None]:
+    """Read the jobs' bodies (in a thread), parse them in the pool; None for a record to copy."""
+    ready = await asyncio.to_thread(_read_jobs, archives, jobs)
+    parsed = iter(await pool.parse([job for job in ready if job is not None]))
+    return [None if job is None else next(parsed) for job in ready]
+
+
+async def reextract(
+    scraper: Scraper,
+    pool: ParsePool,
+    src: str | Path,
+    dst: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Stats:
+    """Write DST's records from SRC's records and archive; see the module docstring."""
+    c = scraper.config
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise UsageError(f"{src}: no such folder (SRC_DIR must be a crawl's output folder)")
+    inputs = output_files(src)
+    if not inputs:
+        raise UsageError(f"{src} holds no crawl output (pages.jsonl or pages.csv)")
+    archives = archive_paths(src)
+    if not archives:
+        raise UsageError(f"{src} has no archive (pages.warc.gz): reparse needs a crawl run with [output] warc = true")
+    require_warcio()
+    if dst.resolve() == src.resolve():
+        raise UsageError(f"the output folder {dst} is SRC_DIR: reparse writes to another folder")
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    fmt = c.output.format
+    other_fmt = "csv" if fmt == "jsonl" else "jsonl"
+    path, other, stats_path = sink_path(dst, fmt), sink_path(dst, other_fmt), dst / "stats.json"
+    keys = scraper.record_keys
+    if not resume and not overwrite:
+        for p in (path, other):
+            if p.exists():
+                raise OutputExistsError(
+                    f"{p} already exists: use --resume to continue that reparse, or --overwrite to start over"
+                )
+    if resume and other.exists() and not path.exists():
+        raise UsageError(f"{other} holds the reparse to resume: resume it with format {other_fmt}")
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for p in (path, other, stats_path):
+                p.unlink(missing_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot prepare {dst}: {e.strerror or e}") from None
+
+    tally = Tally()
+    done: set[str] = set()
+    if resume and path.exists():
+        if fmt == "csv" and csv_header(path) not in (None, columns(keys)):
+            raise UsageError(f"{path} was written with other [parse] settings (its columns differ): "
+                             "resume it with the same config, or start over with --overwrite")
+        records, good_end = await asyncio.to_thread(read_back, path, fmt)
+        truncate_torn(path, good_end)
+        for record in records:
+            done.add(record["url"])
+            tally.add_record(record)
+        del records
+
+    loop = asyncio.get_running_loop()
+    index, total = await asyncio.to_thread(_prepare, archives, inputs)
+    warm = loop.run_in_executor(None, pool.start)
+    sink = Sink(path, fmt, keys)
+    await sink.open()
+    run = _Reparse(scraper, pool, sink, tally, index, archives, progress)
+    run.known = max(total, tally.pages)
+    error: BaseException | None = None
+    try:
+        await warm
+        await run.execute(r for f in inputs for r in iter_records(f) if r["url"] not in done)
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        try:
+            await sink.close()
+        except OutputError:
+            if error is None:
+                raise
+        stats = run.stats(interrupted=scraper.interrupted_by is not None or error is not None)
+        try:
+            stats.write(stats_path)
+        except OSError as e:
+            if error is None:
+                raise OutputError(f"cannot write {stats_path}: {e.strerror or e}") from None
+    return stats
+
+
+def _prepare(archives: list[Path], inputs: list[Path]) -> tuple[dict[int, list[tuple[int, int]]], int]:
+    """The archive's index, and the number of SRC's records (for the progress display)."""
+    index = index_responses(archives)
+    total = sum(1 for f in inputs for _ in iter_records(f))
+    return index, total
+
+
+#: SRC's records of one batch, the positions of those sent to the pool, and the pool's answer
+_Batch = tuple[list[dict[str, Any]], list[int], "asyncio.Future[Any] | None"]
+
+
+class _Reparse:
+    """One re-extraction: batches out to the pool, records back in SRC's order."""
+
+    def __init__(
+        self,
+        scraper: Scraper,
+        pool: ParsePool,
+        sink: Sink,
+        tally: Tally,
+        index: dict[int, list[tuple[int, int]]],
+        archives: list[Path],
+        progress: Progress | None,
+    ) -> None:
+        self.s = scraper
+        self.pool = pool
+        self.c = scraper.config
+        self.sink = sink
+        self.tally = tally
+        self.index = index
+        self.archives = archives
+        self.progress = progress
+        self.known = 0
+        self.run_pages = 0
+        self.errors = 0
+        self._started = time.monotonic()
+        self._started_at = now_iso()
+
+    async def execute(self, records: Any) -> None:
+        window: deque[_Batch] = deque()
+        limit = 2 * self.s.workers
+        batch_size = self.c.parse.batch_size
+        if self.progress is not None:
+            self.progress.start(self.counts)
+        try:
+            batch: list[dict[str, Any]] = []
+            for record in records:
+                if self.s.interrupted_by is not None:
+                    break
+                batch.append(record)
+                if len(batch) >= batch_size:
+                    window.append(self._submit(batch))
+                    batch = []
+                    while len(window) >= limit:
+                        await self._finish(*window.popleft())
+                    await asyncio.sleep(0)  # let the progress display and signal handlers run
+            if batch and self.s.interrupted_by is None:
+                window.append(self._submit(batch))
+            while window:
+                await self._finish(*window.popleft())
+        finally:
+            for _, _, future in window:
+                if future is not None:
+                    future.cancel()
+            if self.progress is not None:
+                self.progress.stop()
+
+    def _submit(self, batch: list[dict[str, Any]]) -> _Batch:
+        jobs: list[_Job] = []
+        where: list[int] = []
+        want_page = self.s.extract is not None
+        for i, record in enumerate(batch):
+            if not record.get("ok") or not record.get("bytes"):
+                continue
+            media = record.get("content_type")
+            if media is not None and media not in _HTML_TYPES:
+                continue  # not HTML: copied as it is
+            candidates = self.index.get(url_key(record.get("final_url") or record["url"]))
+            if not candidates:
+                continue
+            jobs.append(_Job(
+                candidates=tuple(candidates),
+                content_hash=record.get("content_hash"),
+                final_url=record.get("final_url") or record["url"],
+                sitemap=_is_sitemap(record),
+                page=_unparsed(record) if want_page else None,
+            ))
+            where.append(i)
+        future = asyncio.ensure_future(_parse_archived(self.pool, self.archives, jobs)) if jobs else None
+        return batch, where, future
+
+    async def _finish(
+        self, batch: list[dict[str, Any]], where: list[int], future: asyncio.Future[Any] | None
+    ) -> None:
+        outputs: dict[int, dict[str, Any] | None] = {}
+        if future is not None:
+            outputs = dict(zip(where, await future, strict=True))
+        for i, record in enumerate(batch):
+            out = outputs.get(i)
+            page = self._copied(record) if out is None else self._reparsed(record, out)
+            await self.sink.write(page)
+            self.run_pages += 1
+            kind = page.error.kind if page.error else None
+            if kind is not None:
+                self.errors += 1
+            self.tally.add(page.status, page.ok, page.bytes, kind)
+            if self.progress is not None:
+                self.progress.page(page)
+
+    def _copied(self, record: dict[str, Any]) -> Page:
+        page = Page.from_dict(record)
+        page.with_text, page.with_markdown = self.c.parse.text, self.c.parse.markdown
+        return page
+
+    def _reparsed(self, record: dict[str, Any], out: dict[str, Any]) -> Page:
+        page = self._copied(record)
+        page.title, page.description = out.get("title"), out.get("description")
+        page.links, page.fields = out.get("links", []), out.get("fields", {})
+        page.text = out.get("text") if self.c.parse.text else None
+        page.markdown = out.get("markdown") if self.c.parse.markdown else None
+        if "error" in out:
+            page.error = PageError(*out["error"])
+        elif page.error is not None and page.error.kind == "parse":
+            page.error = None  # the new parse succeeded
+        return page
+
+    def counts(self) -> tuple[int, int, int]:
+        return self.tally.pages, max(self.known, self.tally.pages), self.errors
+
+    def stats(self, interrupted: bool) -> Stats:
+        elapsed = time.monotonic() - self._started
+        t = self.tally
+        return Stats(
+            pages=t.pages,
+            ok=t.ok,
+            failed=t.failed,
+            by_status=dict(sorted(t.by_status.items())),
+            by_error=dict(sorted(t.by_error.items())),
+            bytes=t.bytes,
+            elapsed_s=round(elapsed, 3),
+            pages_per_s=round(self.run_pages / elapsed, 2) if elapsed > 0 else 0.0,
+            started_at=self._started_at,
+            finished_at=now_iso(),
+            interrupted=interrupted,
+            run_pages=self.run_pages,
+        )
+
+
+def _is_sitemap(record: dict[str, Any]) -> bool:
+    from .pipeline import is_sitemap_url
+
+    return record.get("depth") == 0 and record.get("referrer") is None and is_sitemap_url(record["url"])
+
+
+def _unparsed(record: dict[str, Any]) -> Page:
+    """The Page an `extract` function sees in a crawl: the record before its parse."""
+    page = Page.from_dict(record)
+    page.title = page.description = page.text = page.markdown = None
+    page.links, page.fields = [], {}
+    return page
