@@ -137,9 +137,12 @@ class Parser:
         text: bool,
         extract: Extract | None,
         link_filter: LinkFilter,
+        markdown: bool = False,
     ) -> None:
         self.fields = fields
         self.text = text
+        self.markdown = markdown
+        self._to_markdown: Callable[[str], str] | None = None  # html-to-markdown, loaded in the worker
         self.extract = extract
         self.link_filter = link_filter
         self.needs_soup = bool(fields) or extract is not None
@@ -148,6 +151,7 @@ class Parser:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_html_parser"] = None
+        state["_to_markdown"] = None
         return state
 
     def parse(self, job: ParseJob) -> dict[str, Any]:
@@ -193,7 +197,18 @@ class Parser:
                     out["fields"].update(extra)
         if self.text:
             out["text"] = visible_text(root) if root is not None else ""
+        if self.markdown:  # last: it prunes the tree
+            out["markdown"] = self._markdown(root, job.final_url)
         return out
+
+    def _markdown(self, root: Any, final_url: str) -> str:
+        from .markdown import converter, page_markdown
+
+        if root is None:
+            return ""
+        if self._to_markdown is None:
+            self._to_markdown = converter()
+        return page_markdown(root, final_url, self._to_markdown)
 
     @staticmethod
     def _read_head(root: Any, out: dict[str, Any]) -> None:

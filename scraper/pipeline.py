@@ -134,6 +134,13 @@ class Scraper:
         if self._pool is not None:
             self._pool.kill()
 
+    def _require_extras(self) -> None:
+        """UsageError naming the extra to install, before any file or request, when one is missing."""
+        if self.config.parse.markdown:
+            from .markdown import require
+
+            require()
+
     def _new_frontier(self) -> Frontier:
         """The frontier given to the constructor, else the one `[frontier].backend` names."""
         if self._frontier is not None:
@@ -151,6 +158,7 @@ class Scraper:
             text=c.parse.text,
             extract=self.extract,
             link_filter=LinkFilter(c.crawl.same_host, c.crawl.allow, c.crawl.deny),
+            markdown=c.parse.markdown,
         )
 
     def _parse_pool(self) -> ParsePool:
@@ -174,6 +182,7 @@ class Scraper:
 
         Writes no files. Breaking out of the loop stops the crawl.
         """
+        self._require_extras()
         out: asyncio.Queue[Page | object] = asyncio.Queue(maxsize=256)
 
         async def emit(page: Page) -> None:
@@ -219,6 +228,7 @@ class Scraper:
         `source` is a path to a urls file, "-" for standard input, or an iterable of URLs.
         """
         self.interrupted_by = None  # a Scraper may run again after an interrupted run
+        self._require_extras()
         c = self.config
         out_dir = Path(c.output.dir)
         report = c.output.report and c.output.dir != "-"  # `--output -` writes no file
@@ -814,6 +824,7 @@ class _Run:
             links=links,
             fields=out.get("fields", {}),
             text=out.get("text") if self.c.parse.text else None,
+            markdown=out.get("markdown") if self.c.parse.markdown else None,
         )
         page.error = error
         follow: list[Item] = []
