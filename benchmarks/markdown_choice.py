@@ -35,6 +35,7 @@ NAV_TEXT = ("Previous topic", "Next topic", "This Page", "Report a Bug", "Show S
             "Last updated on", "Please donate", "Created using")
 _FENCE = re.compile(r"^(?P<prefix>[ >]*)(?P<fence>`{3,}|~{3,})[^`]*$")
 _TARGET = re.compile(r"\]\(([^)\s]+)")
+_CODE_SPAN = re.compile(r"(`+)[^`].*?\1", re.S)  # `[^b]..|.[^a]` in a code span is no link
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
 _TABLE_RULE = re.compile(r"^[ >]*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$", re.M)
 
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             tables_n += n_tables
             tables_ok += min(n_tables, len(_TABLE_RULE.findall(md)))
             nav += any(text in md for text in NAV_TEXT)
-            relative += sum(not _SCHEME.match(t) for t in _TARGET.findall(md))
+            prose = _CODE_SPAN.sub("", "\n".join(line for line in md.split("\n") if not line.startswith("    ")))
+            relative += sum(not _SCHEME.match(t) for t in _TARGET.findall(prose))
         print(f"| {name} | {1000 * elapsed / len(pages):.1f} | {code_ok}/{code_n} | {tables_ok}/{tables_n} "
               f"| {nav}/{len(pages)} | {relative} |", flush=True)
     return 0

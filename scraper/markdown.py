@@ -81,9 +81,6 @@ _MODIFIER = re.compile(r"^(?:has|with|no|without|show|hide)[-_]", re.I)
 # a pull quote); so is a <header>/<footer>, when no main content was found
 _SECTIONING = frozenset(("article", "section"))
 _PERMALINK_TEXT = frozenset(("¶", "§", "#", "🔗"))
-_PERMALINKS = etree.XPath(
-    "descendant::a[contains(@class, 'headerlink') or (starts-with(@href, '#') and string-length(.) <= 3)]"
-)
 # What marks boilerplate by an attribute, as it reads in lxml's serialization (lower-cased).
 # Most pages' content has none of them: a substring test over the HTML (0.1 ms) spares
 # them a Python walk over every element (3 ms on a large docs page).
@@ -101,9 +98,8 @@ def page_markdown(root: Any, final_url: str, convert: Callable[[str], str]) -> s
     for el in list(node.iter(*_DROP_TAGS, "aside", "header", "footer", etree.PI)):
         if _boilerplate(el, node, whole_body):
             _drop(el)
-    for el in _PERMALINKS(node):
-        if _permalink(el):
-            _drop(el)
+    for el in [a for a in node.iter("a") if _permalink(a)]:
+        _drop(el)
     for pre in node.iter("pre"):
         _plain(pre)
     _absolute(node, _base(root, final_url), final_url.split("#", 1)[0])
@@ -117,18 +113,19 @@ def page_markdown(root: Any, final_url: str, convert: Callable[[str], str]) -> s
 
 
 def _main(root: Any) -> Any | None:
-    """`<main>`, else `[role=main]`, else the only `<article>`; None when none of them."""
-    found = [el for el in _MAIN_CANDIDATES(root) if not _hidden(el)]  # one walk, document order
-    for el in found:
-        if el.tag == "main":
-            return el
-    for el in found:
-        if el.tag != "article":
-            return el
-    return found[0] if len(found) == 1 else None
+    """`<main>`, else `[role=main]`, else the only `<article>`; None when none of them.
 
-
-_MAIN_CANDIDATES = etree.XPath("//*[self::main or self::article or @role='main']")
+    Plain walks, not XPath: libxml2's XPath costs ~2 ms on a large page, a walk by
+    tag name almost nothing, and the `[role=main]` walk stops at the first.
+    """
+    for el in root.iter("main"):
+        if not _hidden(el):
+            return el
+    for el in root.iter():
+        if el.get("role") == "main" and not _hidden(el):
+            return el
+    articles = [el for el in root.iter("article") if not _hidden(el)]
+    return articles[0] if len(articles) == 1 else None
 
 
 def _hidden(el: Any) -> bool:
@@ -182,7 +179,9 @@ def _permalink(a: Any) -> bool:
     """A heading's permalink marker: Sphinx's `<a class="headerlink">¶</a>` and its kin."""
     if "headerlink" in (a.get("class") or ""):
         return True
-    return (a.get("href") or "").startswith("#") and "".join(a.itertext()).strip() in _PERMALINK_TEXT
+    if not (a.get("href") or "").startswith("#") or len(a) > 1 or len(a.text or "") > 3:
+        return False
+    return "".join(a.itertext()).strip() in _PERMALINK_TEXT
 
 
 def _plain(pre: Any) -> None:
