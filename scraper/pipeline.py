@@ -346,6 +346,7 @@ class Scraper:
         from .reextract import reextract
 
         self.interrupted_by = None
+        self._require_extras()
         return await reextract(
             self, self._parse_pool(), src, dst, resume=resume, overwrite=overwrite, progress=progress
         )
