@@ -4,6 +4,7 @@ The layers, top to bottom (each imports only those below it):
 
     cli                 flags -> Config -> Scraper.run; progress, exit codes
     pipeline            Scraper: producer -> queue -> fetchers -> batches -> parse -> sink
+    report              an output folder -> report.html (`report` command, `[output] report`)
     fetch, limits,      one request and its limits; robots.txt; the crawl's state
     robots, frontier    (in this process, or in Redis)
     sinks, sources,     records out and back in; where the seeds come from; counts
