@@ -146,8 +146,8 @@ def closed_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-async def crawl_site(serve: Any, tmp_path: Path, *, report: bool) -> tuple[Path, Result]:
-    """Crawl three loopback hosts with every kind of trouble; the output folder and the CLI's result."""
+async def crawl_site(serve: Any, tmp_path: Path, *, report: bool) -> tuple[Path, Result, list[Any]]:
+    """Crawl three loopback hosts with every kind of trouble; the output folder, the CLI's result, the servers."""
     never = asyncio.Event()
 
     def page(title: str, links: tuple[str, ...] = ()) -> Any:
@@ -190,11 +190,11 @@ async def crawl_site(serve: Any, tmp_path: Path, *, report: bool) -> tuple[Path,
         f"[output]\ndir = \"{out}\"\nreport = {'true' if report else 'false'}\n",
         encoding="utf-8",
     )
-    return out, await cli(str(urls), "--config", str(cfg))
+    return out, await cli(str(urls), "--config", str(cfg)), [a, b]
 
 
 async def test_report_of_a_real_crawl_in_chromium(serve, tmp_path):
-    out, result = await crawl_site(serve, tmp_path, report=True)
+    out, result, servers = await crawl_site(serve, tmp_path, report=True)
     assert result.code == 0, result.stderr
     records = read_jsonl(out / "pages.jsonl")
     kinds = Counter(r["error"]["kind"] for r in records if r["error"])
@@ -205,7 +205,9 @@ async def test_report_of_a_real_crawl_in_chromium(serve, tmp_path):
     report = out / "report.html"
     assert report.is_file()
     assert_self_contained(report, {r["url"] for r in records})
+    hits = [dict(server.hits) for server in servers]
     doc = await rendered(report, tmp_path)
+    assert [server.hits for server in servers] == hits  # viewing the report fetched none of the pages
 
     pages, ok = len(records), sum(r["ok"] for r in records)
     size = sum(r["bytes"] for r in records)
