@@ -4,11 +4,12 @@ The layers, top to bottom (each imports only those below it):
 
     cli                 flags -> Config -> Scraper.run; progress, exit codes
     pipeline            Scraper: producer -> queue -> fetchers -> batches -> parse -> sink
+    reextract           Scraper.reparse: a crawl's records parsed again from its archive
     report              an output folder -> report.html (`report` command, `[output] report`)
     fetch, limits,      one request and its limits; robots.txt; the crawl's state
     robots, frontier    (in this process, or in Redis)
     sinks, sources,     records out and back in; where the seeds come from; counts
-    stats
+    stats, archive      (archive: every HTTP exchange to a WARC file, and read back)
     parse               bytes -> fields, in worker processes (never imports aiohttp)
     config, page,       the small shared rooms
     urls, errors

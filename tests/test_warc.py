@@ -259,6 +259,39 @@ async def test_sigkill_mid_crawl_then_resume_leaves_a_valid_archive(tmp_path):
     assert responses(recs, f"{base}/hold")[-1].status == 200
 
 
+async def test_sigterm_leaves_only_whole_members(tmp_path):
+    release = asyncio.Event()
+    held = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/hold":
+            held.set()
+            await release.wait()  # in flight when the signal comes; cancelled after the grace
+        return web.Response(text=html(f"page {request.path}"), content_type="text/html")
+
+    runner, base = await start_site(handler)
+    try:
+        urls_file = tmp_path / "urls.txt"
+        urls_file.write_text("".join(f"{base}/p/{i}\n" for i in range(10)) + f"{base}/hold\n")
+        cfg = tmp_path / "config.toml"
+        cfg.write_text("[fetch]\nobey_robots = false\n[parse]\nworkers = 1\n[output]\nwarc = true\n")
+        out = tmp_path / "out"
+        proc = await start_cli(str(urls_file), "--config", str(cfg), "--output", str(out))
+        await held.wait()
+        await wait_lines(out / "pages.jsonl", 10)
+        os.killpg(proc.pid, signal.SIGTERM)
+        result = await finish(proc)
+    finally:
+        release.set()
+        await runner.cleanup()
+    assert result.code == 143, result.stderr
+    archive = out / "pages.warc.gz"
+    recs = read_archive(archive)
+    assert count_members(archive) == len(recs) == 1 + 2 * 10  # warcinfo, then whole pairs only
+    assert warcio_check(archive).returncode == 0
+    assert_final_responses_archived(read_jsonl(out / "pages.jsonl"), recs)
+
+
 def count_members(path: Path) -> int:
     """The gzip members of a file, each checked to hold one whole WARC record (CRC and length included)."""
     data = path.read_bytes()
