@@ -51,7 +51,7 @@ from .robots import RobotsCache
 from .sinks import Sink, columns, csv_header, read_back, sink_path, truncate_torn
 from .sources import numbered, open_source
 from .stats import Stats, Tally
-from .urls import LinkFilter, host_key, normalize
+from .urls import LinkFilter, host_key, is_sitemap_url, normalize
 
 __all__ = ["GRACE_S", "Scraper", "scrape"]
 
@@ -70,12 +70,6 @@ class Progress(Protocol):
     def start(self, counts: Callable[[], tuple[int, int, int]]) -> None: ...
     def page(self, page: Page) -> None: ...
     def stop(self) -> None: ...
-
-
-def is_sitemap_url(url: str) -> bool:
-    """A seed whose URL names a sitemap is expanded into its URLs."""
-    name = url.rsplit("?", 1)[0].rsplit("/", 1)[-1].lower()
-    return "sitemap" in name and name.endswith((".xml", ".xml.gz"))
 
 
 class Scraper:

@@ -38,6 +38,7 @@ from .page import Page, PageError, now_iso
 from .parse import ParseJob, is_html
 from .sinks import Sink, columns, csv_header, iter_records, output_files, read_back, sink_path, truncate_torn
 from .stats import Stats, Tally
+from .urls import is_sitemap_url
 
 if TYPE_CHECKING:
     from .pipeline import Progress, Scraper
@@ -93,6 +94,7 @@ async def reextract(
     progress: Progress | None = None,
 ) -> Stats:
     """Write DST's records from SRC's records and archive; see the module docstring."""
+    started = time.monotonic(), now_iso()  # the run's time includes indexing the archive
     c = scraper.config
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -146,7 +148,7 @@ async def reextract(
     warm = loop.run_in_executor(None, pool.start)
     sink = Sink(path, fmt, keys)
     await sink.open()
-    run = _Reparse(scraper, pool, sink, tally, index, archives, progress)
+    run = _Reparse(scraper, pool, sink, tally, index, archives, progress, started)
     run.known = max(total, tally.pages)
     error: BaseException | None = None
     try:
@@ -193,6 +195,7 @@ class _Reparse:
         index: dict[int, list[tuple[int, int]]],
         archives: list[Path],
         progress: Progress | None,
+        started: tuple[float, str],
     ) -> None:
         self.s = scraper
         self.pool = pool
@@ -205,8 +208,7 @@ class _Reparse:
         self.known = 0
         self.run_pages = 0
         self.errors = 0
-        self._started = time.monotonic()
-        self._started_at = now_iso()
+        self._started, self._started_at = started
 
     async def execute(self, records: Any) -> None:
         window: deque[_Batch] = deque()
@@ -319,8 +321,6 @@ class _Reparse:
 
 
 def _is_sitemap(record: dict[str, Any]) -> bool:
-    from .pipeline import is_sitemap_url
-
     return record.get("depth") == 0 and record.get("referrer") is None and is_sitemap_url(record["url"])
 
 

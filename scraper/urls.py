@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from yarl import URL
 
-__all__ = ["MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "normalize", "resolve"]
+__all__ = ["MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "is_sitemap_url", "normalize", "resolve"]
 
 #: Links longer than this are skipped: a common crawler trap.
 MAX_URL_LENGTH = 2048
@@ -86,3 +86,9 @@ class LinkFilter:
         if self._allow and not any(p.search(link) for p in self._allow):
             return False
         return not any(p.search(link) for p in self._deny)
+
+
+def is_sitemap_url(url: str) -> bool:
+    """A seed whose URL names a sitemap is expanded into its URLs."""
+    name = url.rsplit("?", 1)[0].rsplit("/", 1)[-1].lower()
+    return "sitemap" in name and name.endswith((".xml", ".xml.gz"))
