@@ -21,7 +21,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -44,6 +44,7 @@ __all__ = ["BlockedAddressError", "ExchangeHook", "FetchResult", "Fetcher", "is_
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _RETRYABLE_KINDS = frozenset(("dns", "connect", "timeout", "protocol"))
 _CHUNK = 64 * 1024
+_CONDITIONAL = frozenset(("If-None-Match", "If-Modified-Since"))
 
 
 @dataclass(slots=True)
@@ -197,8 +198,15 @@ class Fetcher:
         max_redirects: int | None = None,
         max_bytes: int | None = None,
         truncate: bool = False,
+        headers: Mapping[str, str] | None = None,
+        headers_at: str | None = None,
     ) -> FetchResult:
-        """Fetch `url` with retries. Never raises for a network or HTTP failure: see `.error`."""
+        """Fetch `url` with retries. Never raises for a network or HTTP failure: see `.error`.
+
+        `headers` go on the request to `headers_at` (default: `url`) only, not on the
+        other redirect hops: a recrawl's validators belong to the URL that answered
+        last time. A 304 to a request they made conditional is a success, with no body.
+        """
         r = self.config.retry
         attempts = 0
 
@@ -211,6 +219,8 @@ class Fetcher:
                 max_redirects=self.config.fetch.max_redirects if max_redirects is None else max_redirects,
                 max_bytes=self.config.fetch.max_bytes if max_bytes is None else max_bytes,
                 truncate=truncate,
+                headers=headers,
+                headers_at=url if headers_at is None else headers_at,
             )
 
         # The first try runs bare: most URLs need one, and tenacity's bookkeeping
@@ -253,6 +263,8 @@ class Fetcher:
         max_redirects: int,
         max_bytes: int,
         truncate: bool,
+        headers: Mapping[str, str] | None = None,
+        headers_at: str | None = None,
     ) -> FetchResult:
         result = FetchResult(url=url)
         current = url
@@ -264,7 +276,8 @@ class Fetcher:
                 if not allow_private and _is_ip(host) and not is_public_address(host):
                     result.final_url = current
                     return _fail(result, "blocked", f"refused to connect to non-public address {host}")
-                location = await self._hop(result, current, target, host, allow_private, max_bytes, truncate)
+                extra = headers if current == headers_at else None
+                location = await self._hop(result, current, target, host, allow_private, max_bytes, truncate, extra)
                 head, result.head = result.head, None
                 if head is not None and self.on_exchange is not None:
                     self.on_exchange(head, result)
@@ -290,6 +303,7 @@ class Fetcher:
         allow_private: bool,
         max_bytes: int,
         truncate: bool,
+        headers: Mapping[str, str] | None = None,
     ) -> str | None:
         """One request. Returns the Location to follow, or None when `result` is final."""
         session = self._sessions[allow_private]
@@ -305,7 +319,7 @@ class Fetcher:
         async with self.limiter.request(host):
             try:
                 async with asyncio.timeout(self.config.fetch.timeout + 1):  # a guard over aiohttp's own
-                    async with session.get(target, allow_redirects=False, proxy=self._proxy) as resp:
+                    async with session.get(target, allow_redirects=False, proxy=self._proxy, headers=headers) as resp:
                         got_head = True
                         result.head = resp
                         result.status = resp.status
@@ -314,6 +328,9 @@ class Fetcher:
                         result.last_modified = resp.headers.get("Last-Modified")
                         if resp.status in _REDIRECTS and "Location" in resp.headers:
                             return resp.headers["Location"]
+                        if resp.status == 304 and headers and _CONDITIONAL.intersection(headers):
+                            result.ok = True  # not modified since the validators sent: success, no body
+                            return None
                         ok = 200 <= resp.status < 300
                         if not ok:
                             result.retry_after = _retry_after(resp.headers.get("Retry-After"))

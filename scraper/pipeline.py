@@ -48,6 +48,7 @@ from .page import Page, PageError, now_iso, record_keys
 from .parse import ParseJob, Parser, is_html
 from .pool import ParsePool, check_sendable
 from .robots import RobotsCache
+from .since import Earlier, EarlierCrawl
 from .sinks import Sink, columns, csv_header, read_back, sink_path, truncate_torn
 from .sources import numbered, open_source
 from .stats import Stats, Tally
@@ -61,6 +62,8 @@ GRACE_S = 5.0
 PARK_CAP = 10_000
 
 _END: Any = object()
+#: keys every record has since recrawls exist: an output without them cannot be resumed
+_RECRAWL_KEYS = frozenset(("etag", "last_modified", "content_hash", "changed"))
 Extract = Callable[[Any, Page], dict]
 
 
@@ -100,6 +103,7 @@ class Scraper:
         self._pool: ParsePool | None = None
         self._run: _Run | None = None
         self.interrupted_by: int | None = None
+        self._reading_since = threading.Event()  # set: stop reading the --since folder (an interrupt)
 
     @property
     def record_keys(self) -> tuple[str, ...]:
@@ -164,6 +168,7 @@ class Scraper:
     def interrupt(self, signum: int = 2) -> None:
         """Stop taking new URLs, let requests in flight finish (up to GRACE_S), then end the run."""
         self.interrupted_by = signum
+        self._reading_since.set()
         if self._run is not None:
             # SCRAPER_GRACE_S overrides GRACE_S: the tests interrupt runs without waiting 5 s
             grace = os.environ.get("SCRAPER_GRACE_S")
@@ -182,7 +187,8 @@ class Scraper:
         async def emit(page: Page) -> None:
             await out.put(page)
 
-        run = _Run(self, emit, self._new_frontier(), self._parse_pool())
+        since = await self._read_since()
+        run = _Run(self, emit, self._new_frontier(), self._parse_pool(), since=since)
         self._run = run
 
         async def execute() -> None:
@@ -251,6 +257,7 @@ class Scraper:
                     )
         if resume and other.exists() and not path.exists():
             raise UsageError(f"{other} holds the crawl to resume: resume it with --format {other_fmt}")
+        since = await self._read_since(out_dir)  # before anything is written: its errors leave all as it was
 
         try:
             out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any request
@@ -268,6 +275,9 @@ class Scraper:
             if fmt == "csv" and (header := csv_header(path)) not in (None, columns(self.record_keys)):
                 raise UsageError(_columns_differ(path, header, columns(self.record_keys)))
             records, good_end = read_back(path, fmt)
+            if any(not _RECRAWL_KEYS.issubset(record) for record in records):
+                raise UsageError(f"{path} was written by an earlier version of scraper (its records have no "
+                                 "content_hash): finish it with that version, or start over with --overwrite")
             truncate_torn(path, good_end)
             used, resumed_links = await _rebuild(records, frontier, tally, c)
 
@@ -281,7 +291,7 @@ class Scraper:
                 await archive.close()
             raise
         run = _Run(self, sink.write, frontier, self._parse_pool(), tally=tally, budget_used=used, sink=sink,
-                   progress=progress, archive=archive)
+                   progress=progress, archive=archive, since=since)
         if resumed_links:
             await frontier.add_links(resumed_links)
         # from here to execute() nothing awaits: stop() finds the run started
@@ -346,6 +356,17 @@ class Scraper:
             self, self._parse_pool(), src, dst, resume=resume, overwrite=overwrite, progress=progress
         )
 
+    async def _read_since(self, output_dir: Path | None = None) -> EarlierCrawl | None:
+        """The index of `[crawl] since`'s earlier crawl, read off the event loop; None without one."""
+        if not self.config.crawl.since:
+            return None
+        self._reading_since.clear()
+        if self.interrupted_by is not None:
+            self._reading_since.set()
+        return await asyncio.to_thread(
+            EarlierCrawl.read, self.config.crawl.since, output_dir=output_dir, stop=self._reading_since
+        )
+
 
 async def _write_report(out_dir: Path) -> None:
     """`[output] report`: DIR/report.html, also after an interrupt.
@@ -376,6 +397,7 @@ class _Run:
         sink: Sink | None = None,
         progress: Progress | None = None,
         archive: Archive | None = None,
+        since: EarlierCrawl | None = None,
     ) -> None:
         self.s = scraper
         self.archive = archive
@@ -389,6 +411,8 @@ class _Run:
         frontier.count_claimed(budget_used)
         self.sink = sink
         self.progress = progress
+        self.since = since
+        self.link_filter = LinkFilter(self.c.crawl.same_host, self.c.crawl.allow, self.c.crawl.deny)
         self.errors = 0
         self.stopping = False
         self._fatal: BaseException | None = None
@@ -505,6 +529,7 @@ class _Run:
             interrupted=interrupted,
             run_pages=self.run_pages,
             loop_lag_p99_ms=round(p99 * 1000, 2),
+            **(t.changes() if self.since is not None else {}),
         )
 
     async def _watch_loop(self) -> None:
@@ -529,6 +554,8 @@ class _Run:
         item in one atomic step, and writes its shard itself: no crash can split
         the two. False: another worker holds the item now, and records it.
         """
+        if self.since is not None and page.changed is None:  # a 304 has said "unchanged" already
+            page.changed = self.since.changed(page.url, page.ok, page.content_hash)
         if follow:
             await self.frontier.add_links(follow)
         if self.archive is not None:
@@ -547,7 +574,7 @@ class _Run:
         kind = page.error.kind if page.error else None
         if kind is not None:
             self.errors += 1
-        self.tally.add(page.status, page.ok, page.bytes, kind)
+        self.tally.add(page.status, page.ok, page.bytes, kind, page.changed)
         if self.progress is not None:
             self.progress.page(page)
 
@@ -717,7 +744,12 @@ class _Run:
         task = asyncio.current_task()
         assert task is not None
         self._busy.add(task)  # from here to its record (or the parse queue) the URL gets an interrupt's grace
-        result = await self.fetcher.fetch(item.url, allow_private=item.allow_private)
+        earlier = self.since.lookup(item.url) if self.since is not None else None
+        result = await self._fetch(item, earlier)
+        if earlier is not None and result.ok and result.status == 304:
+            if await self._not_modified(item, result, earlier):
+                return
+            result = await self.fetcher.fetch(item.url, allow_private=item.allow_private)  # see _not_modified
         if self.c.output.save_html and self.sink is not None and result.body is not None:  # crawl() writes no files
             await self._save_html(item.url, result.body)
         sitemap = item.depth == 0 and item.referrer is None and is_sitemap_url(item.url)
@@ -725,6 +757,65 @@ class _Run:
             await self.parse_q.put((item, result, sitemap))
             return
         await self._record(item, self._fetched(item, result))
+
+    async def _fetch(self, item: Item, earlier: Earlier | None) -> FetchResult:
+        """Fetch `item`, conditionally when the earlier crawl left validators for it (SPEC 9)."""
+        headers = earlier.headers() if earlier is not None else None
+        if not headers:
+            return await self.fetcher.fetch(item.url, allow_private=item.allow_private)
+        at = item.url
+        if earlier is not None and earlier.redirected:  # the validators are those of the URL it redirected to
+            record = await asyncio.to_thread(self.since.record, earlier)  # type: ignore[union-attr]
+            at = record.get("final_url") if record is not None else None
+        if not at:
+            return await self.fetcher.fetch(item.url, allow_private=item.allow_private)
+        return await self.fetcher.fetch(item.url, allow_private=item.allow_private, headers=headers, headers_at=at)
+
+    async def _not_modified(self, item: Item, result: FetchResult, earlier: Earlier) -> bool:
+        """Record a 304: the earlier record's parsed keys carried over, its links followed as if fetched.
+
+        False when the earlier record cannot be read back as this URL's own (its
+        folder changed, or two URLs share a fingerprint): the page is fetched again.
+        """
+        assert self.since is not None
+        record = await asyncio.to_thread(self.since.record, earlier)
+        if record is None or record.get("url") != item.url:
+            return False
+        links = [link for link in record.get("links") or () if isinstance(link, str)]
+        fields = record.get("fields")
+        page = self._fetched(
+            item,
+            result,
+            title=record.get("title"),
+            description=record.get("description"),
+            links=links,
+            fields=fields if isinstance(fields, dict) else {},
+            text=record.get("text") if self.c.parse.text else None,
+            changed=False,
+        )
+        page.markdown = record.get("markdown")
+        page.content_type = result.media_type or record.get("content_type")
+        page.content_hash = record.get("content_hash")
+        page.etag = result.etag if result.etag is not None else record.get("etag")
+        page.last_modified = result.last_modified if result.last_modified is not None else record.get("last_modified")
+        error = record.get("error")
+        if isinstance(error, dict) and error.get("kind") == "parse":  # the same body parses the same way
+            page.error = PageError("parse", str(error.get("message", "")))
+        await self._record(item, page, self._follow(item, page.final_url or item.url, links))
+        return True
+
+    def _follow(self, item: Item, final_url: str, links: list[str]) -> list[Item]:
+        """The links of a page not parsed this run that the crawl follows: what the parse workers would pick."""
+        if item.depth == 0 and item.referrer is None and is_sitemap_url(item.url):
+            return [Item(url=link, depth=0, referrer=None, allow_private=None) for link in links]  # type: ignore[arg-type]
+        if self.stopping or item.depth >= self.c.crawl.depth:
+            return []
+        page_host = host_key(final_url)
+        return [
+            Item(url=link, depth=item.depth + 1, referrer=item.url, allow_private=item.allow_private)
+            for link in links
+            if self.link_filter.follows(link, host_key(link), page_host)
+        ]
 
     def _fetched(self, item: Item, result: FetchResult, **values: Any) -> Page:
         return self._page(

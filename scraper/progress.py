@@ -93,4 +93,6 @@ def summary(stats: Stats) -> str:
         f"{stats.run_pages} this run in {stats.elapsed_s:.1f} s ({stats.pages_per_s:.1f} pages/s)\n"
         f"  status codes: {statuses}\n"
         f"  errors: {errors}"
+        + (f"\n  since the earlier crawl: {stats.changed} changed, {stats.unchanged} unchanged, {stats.new} new"
+           if stats.changed is not None else "")
     )

@@ -39,9 +39,18 @@ class Stats:
     run_pages: int = 0
     #: 99th percentile of the event loop's lag during this run, in ms
     loop_lag_p99_ms: float = 0.0
+    #: with `--since` (else None, and absent from stats.json): records whose `changed`
+    #: is true, false, and null (a URL the earlier crawl has no ok record of)
+    changed: int | None = None
+    unchanged: int | None = None
+    new: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        for key in ("changed", "unchanged", "new"):
+            if record[key] is None:
+                del record[key]
+        return record
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
@@ -60,9 +69,13 @@ class Tally:
         self.bytes = 0
         self.by_status: Counter[str] = Counter()
         self.by_error: Counter[str] = Counter()
+        self.by_changed: Counter[bool | None] = Counter()  # `changed` -> records
 
-    def add(self, status: int | None, ok: bool, size: int, error_kind: str | None) -> None:
+    def add(
+        self, status: int | None, ok: bool, size: int, error_kind: str | None, changed: bool | None = None
+    ) -> None:
         self.pages += 1
+        self.by_changed[changed] += 1
         self.ok += bool(ok)
         self.bytes += size or 0
         if status is not None:
@@ -72,8 +85,15 @@ class Tally:
 
     def add_record(self, record: dict[str, Any]) -> None:
         error = record.get("error")
+        changed = record.get("changed")
         self.add(record.get("status"), bool(record.get("ok")), record.get("bytes") or 0,
-                 error.get("kind") if isinstance(error, dict) else None)
+                 error.get("kind") if isinstance(error, dict) else None,
+                 changed if isinstance(changed, bool) else None)
+
+    def changes(self) -> dict[str, int]:
+        """The `--since` counts: records whose `changed` is true, false, null."""
+        c = self.by_changed
+        return {"changed": c[True], "unchanged": c[False], "new": c[None]}
 
     @property
     def failed(self) -> int:
