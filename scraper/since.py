@@ -17,13 +17,13 @@ URL and without one Python object per record:
 * an open-addressing hash table (`array('I')`, linear probing on the
   fingerprint, at most 70 % full) from fingerprint to record number.
 
-That is about 70 bytes per record plus the length of its ETag (see the README
-for the measured figure): a 10-million-record earlier crawl costs well under a
-gigabyte, where the records themselves as Python dicts would cost tens.
+That is about 60 bytes per record plus the length of its ETag (77 measured with
+18-character ETags, see the README): a 10-million-record earlier crawl costs
+under a gigabyte, where its records as Python dicts would cost tens.
 
 Only ok records are indexed: a URL whose earlier record failed is "new" to the
-recrawl. Two URLs with the same fingerprint (about 1 in 10**7 for a crawl of ten
-million URLs) would share an entry; a 304 is carried over only after the record
+recrawl. Two URLs with the same fingerprint (about one chance in 400,000 in a
+crawl of ten million URLs) would share an entry; a 304 is carried over only after the record
 read back is checked to be the URL's own.
 """
 
