@@ -43,13 +43,13 @@ from .config import Config
 from .errors import OutputError, OutputExistsError, UsageError
 from .fetch import Fetcher, FetchResult
 from .frontier import Frontier, Item, MemoryFrontier
-from .limits import Limiter, LimiterClosed
+from .limits import LimiterClosed
 from .page import Page, PageError, now_iso, record_keys
 from .parse import ParseJob, Parser, is_html
 from .pool import ParsePool, check_sendable
 from .robots import RobotsCache
 from .since import Earlier, EarlierCrawl
-from .sinks import Sink, columns, csv_header, read_back, sink_path, truncate_torn
+from .sinks import RecordFormat, columns, csv_header, read_back, sink_path, truncate_torn
 from .sources import numbered, open_source
 from .stats import Stats, Tally
 from .urls import LinkFilter, host_key, is_sitemap_url, normalize
@@ -283,14 +283,14 @@ class Scraper:
 
         if archive is not None:
             archive.open(append=resume)  # a torn last member is cut off before anything is appended
-        sink = Sink(path, fmt, self.record_keys)
+        records = RecordFormat(fmt, self.record_keys)
         try:
-            await sink.open()
+            await frontier.open_output(path, records.header)  # the frontier is the file's one writer
         except OutputError:
             if archive is not None:
                 await archive.close()
             raise
-        run = _Run(self, sink.write, frontier, self._parse_pool(), tally=tally, budget_used=used, sink=sink,
+        run = _Run(self, None, frontier, self._parse_pool(), tally=tally, budget_used=used, records=records,
                    progress=progress, archive=archive, since=since)
         if resumed_links:
             await frontier.add_links(resumed_links)
@@ -306,19 +306,13 @@ class Scraper:
             error = e
             raise
         finally:
-            self._run = None
+            self._run = None  # the frontier has written the output's last records (its close ends execute)
             archive_error: OutputError | None = None
             try:
                 if archive is not None:
-                    await archive.close()  # before the sink: the last records wait for their exchanges
+                    await archive.close()
             except OutputError as e:
                 archive_error = e
-            try:
-                await sink.close()
-            except OutputError as e:
-                if error is None:
-                    raise
-                error = e
             failed = error is not None or archive_error is not None
             stats = run.stats(interrupted=self.interrupted_by is not None or failed)
             try:
@@ -388,13 +382,13 @@ class _Run:
     def __init__(
         self,
         scraper: Scraper,
-        emit: Callable[[Page], Awaitable[None]],
+        emit: Callable[[Page], Awaitable[None]] | None,
         frontier: Frontier,
         pool: ParsePool,
         *,
         tally: Tally | None = None,
         budget_used: int = 0,
-        sink: Sink | None = None,
+        records: RecordFormat | None = None,
         progress: Progress | None = None,
         archive: Archive | None = None,
         since: EarlierCrawl | None = None,
@@ -409,7 +403,9 @@ class _Run:
         self.run_pages = 0
         self._budget_spent = False
         frontier.count_claimed(budget_used)
-        self.sink = sink
+        self.records = records  # the output's lines; None: `crawl()`, which writes no files
+        self.limiter = frontier.limiter(self.c.fetch.concurrency, self.c.fetch.per_host, self.c.fetch.delay)
+        self._seeding: asyncio.Task[None] | None = None  # see _produce
         self.progress = progress
         self.since = since
         self.link_filter = LinkFilter(self.c.crawl.same_host, self.c.crawl.allow, self.c.crawl.deny)
@@ -427,8 +423,6 @@ class _Run:
 
     async def execute(self, seeds: AsyncIterator[tuple[int, bytes | str]]) -> None:
         c = self.c
-        make_limiter = getattr(self.frontier, "limiter", Limiter)  # Redis: per-host limits over all workers
-        self.limiter = make_limiter(c.fetch.concurrency, c.fetch.per_host, c.fetch.delay)
         self.queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=self.s.queue_size)
         workers = self.s.workers
         self.parse_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=c.parse.batch_size * (2 * workers + 1))
@@ -439,7 +433,7 @@ class _Run:
         self._max_live = max(64, 4 * c.fetch.concurrency)
         self._host_cap = 2 * c.fetch.per_host
         limit = c.crawl.max_pages
-        if limit > 0 and getattr(self.frontier, "claimed", 0) >= limit:
+        if limit > 0 and self.frontier.claimed >= limit:
             self._budget_spent = True
             self.stopping = True
             self.frontier.stop()
@@ -451,7 +445,7 @@ class _Run:
                 self.progress.start(self.counts)
             self._pool_ready = asyncio.get_running_loop().run_in_executor(None, self.pool.start)
             helpers = [asyncio.create_task(self._watch_loop())]
-            if self.sink is not None:
+            if self.records is not None:
                 helpers.append(asyncio.create_task(self._flush_periodically()))
                 helpers[-1].add_done_callback(self._check_task)  # a failed write stops the run at once
             try:
@@ -487,12 +481,9 @@ class _Run:
         # owes an interrupt its grace deadline; a second call only cancels what is left again
         self.stopping = True
         self.frontier.stop()
-        limiter = getattr(self, "limiter", None)  # None: stopped before execute() began
-        if limiter is not None:
-            limiter.close()
-        seeding = getattr(self, "_seeding", None)  # see _produce
-        if seeding is not None:
-            seeding.cancel()  # it may wait for a seed that never comes (a stdin left open)
+        self.limiter.close()
+        if self._seeding is not None:
+            self._seeding.cancel()  # it may wait for a seed that never comes (a stdin left open)
         # URLs not yet under way are dropped now; those under way get the grace period
         for task in list(self._fetch_tasks):
             if task not in self._busy or grace <= 0:
@@ -507,8 +498,7 @@ class _Run:
 
     def counts(self) -> tuple[int, int, int]:
         """(pages recorded this run, pages known this run, errors) for the progress display."""
-        outstanding = getattr(self.frontier, "outstanding", 0)
-        return self.run_pages, self.run_pages + outstanding, self.errors
+        return self.run_pages, self.run_pages + self.frontier.outstanding, self.errors
 
     def stats(self, interrupted: bool) -> Stats:
         elapsed = time.monotonic() - self._started
@@ -540,19 +530,18 @@ class _Run:
             self._lags.append(max(0.0, time.monotonic() - t - 0.05))
 
     async def _flush_periodically(self) -> None:
-        assert self.sink is not None
         while True:
             await asyncio.sleep(0.5)
-            await self.sink.flush()
+            await self.frontier.flush()
 
     # --- records -------------------------------------------------------------------
 
     async def _record(self, item: Item, page: Page, follow: list[Item] | None = None) -> None:
-        """Links first, then the record, then the item stops being outstanding.
+        """Links first, then the record with the release of its URL (one step, the frontier's).
 
-        A frontier with `commit` (Redis) takes the record's line and releases the
-        item in one atomic step, and writes its shard itself: no crash can split
-        the two. False: another worker holds the item now, and records it.
+        The frontier writes the record's line to the output (Redis: in one atomic
+        step with the release, so no crash can split the two). False: another
+        worker holds the item now, and records it.
         """
         if self.since is not None and page.changed is None:  # a 304 has said "unchanged" already
             page.changed = self.since.changed(page.url, page.ok, page.content_hash)
@@ -560,15 +549,11 @@ class _Run:
             await self.frontier.add_links(follow)
         if self.archive is not None:
             await self.archive.synced()  # the archive holds the page's exchanges before its record exists
-        commit = getattr(self.frontier, "commit", None)
-        if commit is None:
+        if await self.frontier.record(item, None if self.records is None else self.records.encode(page)):
             await self._emit(page)
-            await self.frontier.done(item)
-        elif await commit(item, None if self.sink is None else self.sink.encode(page)):
-            await self._emit(page, write=self.sink is None)
 
-    async def _emit(self, page: Page, write: bool = True) -> None:
-        if write:
+    async def _emit(self, page: Page) -> None:
+        if self._emit_to is not None:
             await self._emit_to(page)
         self.run_pages += 1
         kind = page.error.kind if page.error else None
@@ -641,13 +626,10 @@ class _Run:
 
     async def _invalid(self, text: str, message: str) -> None:
         item = Item(url=text)
-        if hasattr(self.frontier, "commit"):  # seen check and record in one step, over all workers
-            await self._record(item, self._unrequested(item, PageError("invalid_url", message)))
-            return
-        if await self.frontier.is_seen(text):
-            return
-        await self.frontier.mark_seen(text)
-        await self._emit(self._unrequested(item, PageError("invalid_url", message)))
+        page = self._unrequested(item, PageError("invalid_url", message))
+        # the seen check and the record in one step (over all workers): one record per line text
+        if await self.frontier.record_unaccepted(item, None if self.records is None else self.records.encode(page)):
+            await self._emit(page)
 
     # --- dispatcher and fetch tasks --------------------------------------------------
 
@@ -660,7 +642,7 @@ class _Run:
             if item is _END:
                 break
             if self.stopping:
-                await self.frontier.done(item)
+                await self.frontier.release(item)
                 continue
             host = host_key(item.url)
             if self._host_live[host] < self._host_cap:
@@ -670,7 +652,7 @@ class _Run:
                 self._parked_total += 1
         for items in list(self._parked.values()):  # only left over when stopping
             while items:  # popped one by one: `_finished` may take from it while `done` awaits
-                await self.frontier.done(items.popleft())
+                await self.frontier.release(items.popleft())
         self._parked.clear()
         self._parked_total = 0
         while self._fetch_tasks:
@@ -722,7 +704,7 @@ class _Run:
 
     async def _visit_inner(self, item: Item) -> None:
         if self.budget_exhausted() or self.stopping:
-            await self.frontier.done(item)
+            await self.frontier.release(item)
             return
         u = URL(item.url)
         if item.allow_private is None:
@@ -736,7 +718,7 @@ class _Run:
         else:
             error = None
         if not await self._claim():
-            await self.frontier.done(item)
+            await self.frontier.release(item)
             return
         if error is not None:  # robots.txt unreachable
             await self._record(item, self._unrequested(item, error))
@@ -750,7 +732,7 @@ class _Run:
             if await self._not_modified(item, result, earlier):
                 return
             result = await self.fetcher.fetch(item.url, allow_private=item.allow_private)  # see _not_modified
-        if self.c.output.save_html and self.sink is not None and result.body is not None:  # crawl() writes no files
+        if self.c.output.save_html and self.records is not None and result.body is not None:  # crawl() writes no files
             await self._save_html(item.url, result.body)
         sitemap = item.depth == 0 and item.referrer is None and is_sitemap_url(item.url)
         if result.ok and result.body and (sitemap or is_html(result.media_type, result.body)):

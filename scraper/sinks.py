@@ -23,7 +23,7 @@ import aiofiles
 from .errors import OutputError
 from .page import Page, record_keys
 
-__all__ = ["Sink", "columns", "csv_header", "read_back", "sink_path", "truncate_torn"]
+__all__ = ["RecordFormat", "Sink", "columns", "csv_header", "read_back", "sink_path", "truncate_torn"]
 
 
 def sink_path(out_dir: str | Path, fmt: str, shard: str | None = None) -> Path:
@@ -45,18 +45,48 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _csv_line(row: list[str]) -> str:
+    out = io.StringIO()
+    # "\r\n" as the terminator makes csv quote a field holding "\r" too (with "\n" alone
+    # a bare "\r" in a title would end the row for every reader); the line still ends in "\n"
+    csv.writer(out, lineterminator="\r\n").writerow(row)
+    return out.getvalue()[:-2] + "\n"
+
+
+class RecordFormat:
+    """A record as one line of DIR/pages.jsonl or DIR/pages.csv (CSV: the columns of `keys`)."""
+
+    def __init__(self, fmt: str, keys: tuple[str, ...] = record_keys()) -> None:
+        self.fmt = fmt
+        self._columns = columns(keys)
+        #: the file's first line (CSV's header row), None for JSONL
+        self.header: str | None = _csv_line(self._columns) if fmt == "csv" else None
+
+    def encode(self, page: Page) -> str:
+        record = page.to_dict()
+        if self.fmt == "jsonl":
+            return json.dumps(record, ensure_ascii=False) + "\n"
+        return _csv_line([_cell(record.get(k)) for k in self._columns])
+
+
 class Sink:
-    """Appends records to DIR/pages.jsonl or DIR/pages.csv."""
+    """Appends records to DIR/pages.jsonl or DIR/pages.csv.
+
+    `header` replaces the format's first line (a file of lines made elsewhere: `write_line`).
+    """
 
     #: records kept before a write, at most; `flush` writes sooner
     BATCH = 64
     #: bytes kept before a write, at most (a record with thousands of links is large)
     BATCH_BYTES = 256 * 1024
 
-    def __init__(self, path: Path, fmt: str, keys: tuple[str, ...] = record_keys()) -> None:
+    def __init__(
+        self, path: Path, fmt: str = "jsonl", keys: tuple[str, ...] = record_keys(), *, header: str | None = None
+    ) -> None:
         self.path = path
         self.fmt = fmt
-        self._columns = columns(keys)
+        self.format = RecordFormat(fmt, keys)
+        self._header = header if header is not None else self.format.header
         self._buffer: list[str] = []
         self._buffered = 0  # characters in `_buffer`
         self._file: Any = None
@@ -69,29 +99,21 @@ class Sink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = await aiofiles.open(self.path, "ab", buffering=0)
             self._size = await self._file.tell()
-            if self.fmt == "csv" and self._size == 0:
-                self._buffer.append(self._csv_line(self._columns))
+            if self._header and self._size == 0:
+                self._buffer.append(self._header)
                 await self.flush()
         except OSError as e:
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
 
-    def _csv_line(self, row: list[str]) -> str:
-        out = io.StringIO()
-        # "\r\n" as the terminator makes csv quote a field holding "\r" too (with "\n" alone
-        # a bare "\r" in a title would end the row for every reader); the line still ends in "\n"
-        csv.writer(out, lineterminator="\r\n").writerow(row)
-        return out.getvalue()[:-2] + "\n"
-
     def encode(self, page: Page) -> str:
-        record = page.to_dict()
-        if self.fmt == "jsonl":
-            return json.dumps(record, ensure_ascii=False) + "\n"
-        return self._csv_line([_cell(record.get(k)) for k in self._columns])
+        return self.format.encode(page)
 
     async def write(self, page: Page) -> None:
+        await self.write_line(self.format.encode(page))
+
+    async def write_line(self, line: str) -> None:
         if self._failed is not None:  # the output is gone: every writer learns it, and the run stops
             raise OutputError(self._failed)
-        line = self.encode(page)
         self._buffer.append(line)
         self._buffered += len(line)
         if len(self._buffer) >= self.BATCH or self._buffered >= self.BATCH_BYTES:

@@ -234,7 +234,7 @@ async def test_memory_frontier_is_breadth_first():
     while f.pending:
         item = await f.next()
         order.append(item.url)
-        await f.done(item)
+        await f.release(item)
     assert order == ["http://a/1", "http://a/1b", "http://a/2", "http://a/3"]
     assert await f.next() is None
 

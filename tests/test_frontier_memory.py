@@ -47,7 +47,7 @@ async def test_pending_links_come_back_in_order_shallowest_first_each_once():
     while frontier.pending:
         item = await frontier.next()
         got.append((item.url, item.depth, item.referrer, item.allow_private))
-        await frontier.done(item)
+        await frontier.release(item)
     assert got == [("http://a/x\u00e9", 1, "http://a/b", False)] + [(f"http://a/{i}", 2, "http://a/", True)
                                                                     for i in range(3)]
     assert await frontier.next() is None

@@ -340,8 +340,8 @@ async def test_a_worker_whose_lease_ran_out_cannot_record(redis_server: RedisSer
     b.close_seeds()
     taken = await asyncio.wait_for(b.next(), 5)
     assert taken is not None and taken.url == item.url
-    assert not await a.commit(item, line("from a"))  # fenced: its token is stale
-    assert await b.commit(taken, line("from b"))
+    assert not await a.record(item, line("from a"))  # fenced: its token is stale
+    assert await b.record(taken, line("from b"))
     assert await b.next() is None  # the crawl is over
     await b.close()
     await crash(a)
@@ -355,13 +355,13 @@ async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_by_
     a = frontier(redis_server, name, tmp_path, "a")
     items = await seeded(a, 5)
     for item in items[:3]:
-        assert await a.commit(item, line(item.url))
+        assert await a.record(item, line(item.url))
     # a's flush: the batch moves to flushing:a and is appended (the last line torn)...
     batch = await a._call("flush_begin", "a", 500)
     fd = await a._shard_fd()
     os.write(fd, b"".join(batch)[:-10])
     for item in items[3:]:  # ...more records committed, still in the outbox...
-        assert await a.commit(item, line(item.url))
+        assert await a.record(item, line(item.url))
     a.close_seeds()
     await a._push_seeds_closed()
     await crash(a)  # ...and a dies before confirming the append
@@ -381,10 +381,10 @@ async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_on_
     a = frontier(redis_server, name, tmp_path, "a")
     items = await seeded(a, 4)
     for item in items[:2]:
-        assert await a.commit(item, line(item.url))
+        assert await a.record(item, line(item.url))
     await a._flush()  # two records safely in the shard
     for item in items[2:]:
-        assert await a.commit(item, line(item.url))
+        assert await a.record(item, line(item.url))
     batch = await a._call("flush_begin", "a", 500)
     os.write(await a._shard_fd(), b"".join(batch))  # appended whole, not confirmed
     a.close_seeds()
@@ -407,7 +407,7 @@ async def test_an_unfinished_batch_in_a_shard_nobody_can_see_stays_in_redis(
     a = frontier(redis_server, name, tmp_path / "machine-a", "a")
     items = await seeded(a, 4)
     for item in items:
-        assert await a.commit(item, line(item.url))
+        assert await a.record(item, line(item.url))
     batch = await a._call("flush_begin", "a", 2)  # two in flight to a's shard, two in the outbox
     os.write(await a._shard_fd(), b"".join(batch))
     a.close_seeds()
@@ -430,14 +430,14 @@ async def test_a_lost_connection_is_retried_and_the_lease_kept(redis_server: Red
     items = await seeded(a, 3)
     r: Any = redis_server.client()
     r.client_kill_filter(_type="normal", skipme=True)  # every connection of the worker drops
-    assert await a.commit(items[0], line(items[0].url))
+    assert await a.record(items[0], line(items[0].url))
     with redis_server.paused():  # an outage shorter than the lease
-        pending = asyncio.ensure_future(a.commit(items[1], line(items[1].url)))
+        pending = asyncio.ensure_future(a.record(items[1], line(items[1].url)))
         await asyncio.sleep(0.4)
         assert not pending.done()
     assert await pending
     r.client_kill_filter(_type="normal", skipme=True)
-    assert await a.commit(items[2], line(items[2].url))
+    assert await a.record(items[2], line(items[2].url))
     a.close_seeds()
     assert await a.next() is None
     await a.close()

@@ -1,17 +1,29 @@
-"""The Frontier seam: what the pipeline needs from whatever holds the crawl's state.
+"""The Frontier seam: everything the pipeline needs from whatever holds the crawl's state.
 
-The pipeline never knows which frontier it has. The in-process one
-(`MemoryFrontier`) serves one machine; the Redis one shares a crawl between
-machines. A frontier owns the seen set (every URL the crawl decided to visit,
-so that none is visited twice), the pending links, and the count of URLs
-still outstanding (accepted but not yet recorded), which is how a crawl knows
-it has ended.
+The pipeline never knows which frontier it has, and asks nothing that is not
+declared here. The in-process one (`MemoryFrontier`) serves one machine; the
+Redis one shares a crawl between machines. A frontier owns:
+
+* the seen set (every URL the crawl decided to visit, so that none is visited
+  twice) and the pending links: **adding** (`add_seed`, `add_links`,
+  `mark_seen`) and **taking** (`next`);
+* the URLs outstanding (accepted, not yet recorded), which is how a crawl
+  knows it has ended, and **recording**: `record` keeps a URL's record and
+  releases the URL as one step, so that no crash can split the two (Redis);
+  `release` drops a URL without a record;
+* the output file of its records, when the run writes one (`open_output`):
+  one writer per file, and it is the frontier's;
+* the counts the engine shows and obeys (`claimed`, `outstanding`), and the
+  per-host `Limiter` that its requests go through (`limiter`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
+
+from ..limits import Limiter
 
 __all__ = ["Frontier", "Item"]
 
@@ -28,14 +40,12 @@ class Item:
 
 
 class Frontier(ABC):
-    """Seen set, pending links and the outstanding count of one crawl.
+    """Seen set, pending links, outstanding URLs, records and counts of one crawl."""
 
-    Optional hooks, looked up by the pipeline: `async commit(item, line) -> bool`
-    records `item` (its output line, or None when no file is written) and releases
-    it in one atomic step, the frontier writing its shard itself (then `done` means
-    "dropped, give it back"); `limiter(concurrency, per_host, delay)` returns the
-    `Limiter` to use (Redis: per-host limits over all workers).
-    """
+    #: the output shard this worker writes (`DIR/pages-<shard>.jsonl`); None: the one file `DIR/pages.jsonl`
+    shard: str | None = None
+
+    # --- adding -------------------------------------------------------------------
 
     @abstractmethod
     async def add_seed(self, item: Item) -> bool:
@@ -46,15 +56,20 @@ class Frontier(ABC):
         """Queue the unseen ones among followed links; returns how many were new."""
 
     @abstractmethod
+    async def mark_seen(self, url: str) -> None:
+        """Remember `url` as visited without queueing it (a record already in the output)."""
+
+    @abstractmethod
+    async def is_seen(self, url: str) -> bool: ...
+
+    # --- taking -------------------------------------------------------------------
+
+    @abstractmethod
     async def next(self) -> Item | None:
         """The next pending link, waiting for one; None once the crawl has nothing left.
 
         Only call this after `close_seeds`: until then the producer is still reading seeds.
         """
-
-    @abstractmethod
-    async def done(self, item: Item) -> None:
-        """`item` has its record (or was dropped): it is no longer outstanding."""
 
     @abstractmethod
     def close_seeds(self) -> None:
@@ -64,12 +79,53 @@ class Frontier(ABC):
     def stop(self) -> None:
         """Stop handing out work (an interrupt): `next` returns None from now on."""
 
-    @abstractmethod
-    async def mark_seen(self, url: str) -> None:
-        """Remember `url` as visited without queueing it (a record already in the output)."""
+    # --- recording ----------------------------------------------------------------
+
+    async def open_output(self, path: Path, header: str | None) -> None:  # noqa: B027 - optional
+        """Write every record's line to `path` from now on (`Scraper.run`; `crawl` writes no file).
+
+        `header` is the file's first line when it starts empty (CSV). A frontier
+        that names its own shard (`shard`) writes to the path it was given when built.
+        """
 
     @abstractmethod
-    async def is_seen(self, url: str) -> bool: ...
+    async def record(self, item: Item, line: str | None) -> bool:
+        """Keep `item`'s record and release `item`, as one step.
+
+        `line` is the record as a line of the output (None: no output file).
+        False: the record is refused, because another worker holds `item` now
+        and records it; the caller drops it.
+        """
+
+    @abstractmethod
+    async def record_unaccepted(self, item: Item, line: str | None) -> bool:
+        """Keep the record of a URL the crawl never accepted (an invalid seed line).
+
+        Once for each: False when that URL is already seen (then nothing is kept).
+        """
+
+    @abstractmethod
+    async def release(self, item: Item) -> None:
+        """Drop `item` without a record (the run is stopping, or `max_pages` is spent).
+
+        It is no longer this run's: a shared frontier gives it back for another
+        worker to take; a resumed run fetches it again.
+        """
+
+    async def flush(self) -> None:  # noqa: B027 - optional
+        """Write out the records kept so far; raises `OutputError` when the output cannot be written."""
+
+    # --- counts -------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def outstanding(self) -> int:
+        """URLs accepted and not yet recorded or released (over all workers of a shared crawl)."""
+
+    @property
+    @abstractmethod
+    def claimed(self) -> int:
+        """Page fetches taken so far against `max_pages` (over all workers of a shared crawl)."""
 
     @abstractmethod
     async def claim(self, limit: int) -> bool:
@@ -79,8 +135,11 @@ class Frontier(ABC):
     def count_claimed(self, n: int) -> None:
         """Count `n` page fetches already made (records found in the output on resume)."""
 
-    #: the output shard this worker writes (`DIR/pages-<shard>.jsonl`); None: the one file `DIR/pages.jsonl`
-    shard: str | None = None
+    # --- limits and the end ---------------------------------------------------------
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release what the frontier holds (connections)."""
+    def limiter(self, concurrency: int, per_host: int, delay: float) -> Limiter:
+        """The `Limiter` every request of this crawl goes through: by default this process's own."""
+        return Limiter(concurrency, per_host, delay)
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Write what is left of the output and release what the frontier holds (files, connections)."""

@@ -6,7 +6,9 @@ import asyncio
 from array import array
 from bisect import bisect_left
 from collections import deque
+from pathlib import Path
 
+from ..sinks import Sink
 from ..urls import fingerprint
 from .base import Frontier, Item
 
@@ -96,6 +98,10 @@ class MemoryFrontier(Frontier):
     millions of URLs it has not fetched yet: the seen set keeps 8 bytes per
     URL (`SeenSet`), the pending links their UTF-8 bytes, packed per page
     (`_Batch`).
+
+    Records go to a `Sink` (buffered, whole lines per write) before their URL
+    stops being outstanding; a crash loses this frontier anyway, and a resumed
+    run rebuilds it from the records.
     """
 
     def __init__(self) -> None:
@@ -107,6 +113,7 @@ class MemoryFrontier(Frontier):
         self._stopped = False
         self._changed = asyncio.Event()
         self._claimed = 0
+        self._sink: Sink | None = None
 
     @property
     def outstanding(self) -> int:
@@ -194,10 +201,36 @@ class MemoryFrontier(Frontier):
             self._changed.clear()
             await self._changed.wait()
 
-    async def done(self, item: Item) -> None:
+    async def open_output(self, path: Path, header: str | None) -> None:
+        self._sink = Sink(path, header=header)
+        await self._sink.open()
+
+    async def record(self, item: Item, line: str | None) -> bool:
+        if line is not None and self._sink is not None:
+            await self._sink.write_line(line)
+        await self.release(item)
+        return True
+
+    async def record_unaccepted(self, item: Item, line: str | None) -> bool:
+        if not self._accept(item.url):
+            return False
+        if line is not None and self._sink is not None:
+            await self._sink.write_line(line)
+        return True
+
+    async def release(self, item: Item) -> None:
         self._outstanding -= 1
         if self._outstanding == 0:
             self._changed.set()
+
+    async def flush(self) -> None:
+        if self._sink is not None:
+            await self._sink.flush()
+
+    async def close(self) -> None:
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
+            await sink.close()
 
     def close_seeds(self) -> None:
         self._seeds_closed = True

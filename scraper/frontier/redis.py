@@ -494,8 +494,8 @@ class RedisFrontier(Frontier):
         self._committed = 0  # bytes of the shard that Redis knows are whole records
         self._outage: float | None = None
         self._limiter: RedisHostLimiter | None = None
-        self.outstanding = 0
-        self.claimed = 0
+        self._outstanding = 0
+        self._claimed = 0
         self._check_server()
 
     # --- connection --------------------------------------------------------------------
@@ -508,8 +508,8 @@ class RedisFrontier(Frontier):
             )
             try:
                 client.ping()
-                self.claimed = int(client.get(self._prefix + "claimed") or 0)
-                self.outstanding = int(client.get(self._prefix + "outstanding") or 0)
+                self._claimed = int(client.get(self._prefix + "claimed") or 0)
+                self._outstanding = int(client.get(self._prefix + "outstanding") or 0)
                 if self._output is not None:
                     client.set(self._prefix + "format", self._output.format, nx=True)
                     fmt = (client.get(self._prefix + "format") or b"").decode()
@@ -697,7 +697,7 @@ class RedisFrontier(Frontier):
 
     async def add_seed(self, item: Item) -> bool:
         member = _member(item)
-        token, self.outstanding = await self._call("add_seed", self.shard, self._lease_ms, member)
+        token, self._outstanding = await self._call("add_seed", self.shard, self._lease_ms, member)
         if not token:
             return False
         self._leases[item.url] = (member[:8], int(token))
@@ -709,7 +709,7 @@ class RedisFrontier(Frontier):
         args: list[Any] = []
         for item in items:
             args += (item.depth, _member(item))
-        added, self.outstanding = await self._call("add_links", *args)
+        added, self._outstanding = await self._call("add_links", *args)
         if added:
             self._wake.set()
         return int(added)
@@ -724,7 +724,7 @@ class RedisFrontier(Frontier):
             if self._taken:
                 return self._taken.popleft()
             reply = await self._call("take", self.shard, TAKE_BATCH, self._lease_ms)
-            ended, self.outstanding = int(reply[0]), int(reply[1])
+            ended, self._outstanding = int(reply[0]), int(reply[1])
             for i in range(3, len(reply), 2):
                 item = _item(reply[i + 1])
                 self._leases[item.url] = (reply[i + 1][:8], int(reply[i]))
@@ -740,7 +740,21 @@ class RedisFrontier(Frontier):
                 await asyncio.wait_for(self._wake.wait(), pause)
             pause = min(pause * 2, 0.1)
 
-    async def commit(self, item: Item, line: str | None) -> bool:
+    async def open_output(self, path: Path, header: str | None) -> None:
+        """Open and lock this worker's shard (named when built: `path` is the same), with `header` when empty."""
+        assert self._path is not None and path == self._path, (path, self._path)
+        await self._ensure()
+        async with self._flush_lock:
+            fd = await self._shard_fd()
+            if header and self._committed == 0 and os.fstat(fd).st_size == 0:
+                try:
+                    await asyncio.to_thread(_append, fd, header.encode("utf-8"))
+                except OSError as e:
+                    raise OutputError(f"cannot write {self._path}: {e.strerror or e}") from None
+                self._committed = os.fstat(fd).st_size
+                await self._cmd("set", self._prefix + "size:" + self.shard, self._committed)
+
+    async def record(self, item: Item, line: str | None) -> bool:
         """Record `item` (its output line; None: no file) and release it, in one atomic step.
 
         False: this worker's lease on it ran out and another worker has it now: the
@@ -748,22 +762,41 @@ class RedisFrontier(Frontier):
         """
         held = self._leases.get(item.url)
         fp, token = held if held is not None else (_fp(item.url), 0)
-        data = line.encode("utf-8", "replace") if line is not None else b""
-        ok = await self._call("commit", self.shard, fp, token, data, 1 if line is not None else 0)
+        ok = await self._commit(fp, token, line)
         if held is not None and self._leases.get(item.url) == held:
             del self._leases[item.url]
+        return ok
+
+    async def record_unaccepted(self, item: Item, line: str | None) -> bool:
+        """The record of a URL never leased: kept by the first worker to mark it seen."""
+        return await self._commit(_fp(item.url), 0, line)
+
+    async def _commit(self, fp: bytes, token: int, line: str | None) -> bool:
+        data = line.encode("utf-8", "replace") if line is not None else b""
+        ok = await self._call("commit", self.shard, fp, token, data, 1 if line is not None else 0)
         if ok and line is not None:
             self._dirty = True
         return bool(ok)
 
-    async def done(self, item: Item) -> None:
+    async def release(self, item: Item) -> None:
         """`item` was dropped (the run is stopping, or `max_pages` is spent): it goes back to pending.
 
-        Recorded items go through `commit`; so an interrupted worker loses nothing.
+        Recorded items go through `record`; so an interrupted worker loses nothing.
         """
         held = self._leases.pop(item.url, None)
         if held is not None:
             await self._call("give_back", *held)
+
+    async def flush(self) -> None:
+        await self._flush()
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    @property
+    def claimed(self) -> int:
+        return self._claimed
 
     def close_seeds(self) -> None:
         self._seeds_closed = True
@@ -784,7 +817,7 @@ class RedisFrontier(Frontier):
         return bool(await self._cmd("sismember", self._prefix + "seen", _fp(url)))
 
     async def claim(self, limit: int) -> bool:
-        ok, self.claimed = await self._call("claim", limit)
+        ok, self._claimed = await self._call("claim", limit)
         if not ok:
             self._budget_spent = True
         return bool(ok)
