@@ -49,13 +49,13 @@ workers' clocks do not matter.
 
 Exactly once, under SIGKILL
     A record and the release of its URL cannot be two steps that a crash can
-    split, so they are one: the pipeline hands the record's line to `commit`,
+    split, so they are one: the pipeline hands the record's line to `record`,
     one script that checks the lease still carries this worker's token,
     releases it, counts the URL done and appends the line to the worker's
     outbox list, all or nothing. A worker whose lease ran out (it stalled, or
     Redis thought it dead) is refused: its record is dropped, and the worker
-    that took the URL over records it. A crash before `commit` leaves the URL
-    leased, and it is fetched again after the lease; after `commit`, the
+    that took the URL over records it. A crash before `record` leaves the URL
+    leased, and it is fetched again after the lease; after `record`, the
     record is in Redis and the URL is done.
 
     From the outbox to the shard file: the worker moves a batch of lines from
