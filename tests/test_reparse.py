@@ -189,3 +189,27 @@ async def test_reparse_bad_inputs(tmp_path):
     async with Scraper(config(tmp_path)) as s:
         await s.reparse(src, dst, overwrite=True)
     assert (dst / "pages.jsonl").read_bytes() == first
+
+
+def test_the_index_finds_the_response_the_record_describes(tmp_path):
+    """A URL archived twice (a retry, a page fetched again after a kill): its content_hash picks the copy."""
+    import hashlib
+
+    from scraper.archive import Exchange, exchange_members, find_body, index_responses, warcinfo_member
+
+    def exchange(url: str, status: int, body: bytes) -> Exchange:
+        return Exchange(url=url, date="2026-01-01T00:00:00.000000Z", request_line="GET / HTTP/1.1",
+                        request_headers=(("Host", "h"),), status_line=f"{status} X", protocol="HTTP/1.1",
+                        response_headers=(("Content-Type", "text/html"),), body=body, truncated=None)
+
+    archive = tmp_path / "pages.warc.gz"
+    archive.write_bytes(warcinfo_member(archive.name) + b"".join(exchange_members(ex) for ex in (
+        exchange("http://h/a", 200, b"<p>first</p>"), exchange("http://h/b", 404, b"gone"),
+        exchange("http://h/a", 200, b"<p>second</p>"), exchange("http://h/c", 200, b"<p>c</p>"))))
+    index = index_responses([archive])
+    assert len(index) == 2 and index.get("http://h/b") == () and len(index.get("http://h/a")) == 2
+    first = "sha256:" + hashlib.sha256(b"<p>first</p>").hexdigest()
+    assert find_body([archive], index.get("http://h/a"), first).body == b"<p>first</p>"  # type: ignore[union-attr]
+    assert find_body([archive], index.get("http://h/a"), None).body == b"<p>second</p>"  # type: ignore[union-attr]
+    assert find_body([archive], index.get("http://h/a"), "sha256:00") is None
+    assert find_body([archive], index.get("http://h/c"), None).content_type == "text/html"  # type: ignore[union-attr]
