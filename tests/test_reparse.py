@@ -25,7 +25,9 @@ def product(name: str, price: str, links: list[str]) -> str:
                      f"<script>var hidden = 1;</script><p>Buy {name} now.</p>")
 
 
-async def crawled_site(tmp_path: Path, fmt: str = "jsonl") -> tuple[Path, str, list[dict[str, Any]]]:
+async def crawled_site(
+    tmp_path: Path, fmt: str = "jsonl", markdown: bool = False
+) -> tuple[Path, str, list[dict[str, Any]]]:
     """Crawl a small shop with `[parse.fields] heading = "h1"` and warc on, then take the site down."""
     pages = {
         "/": product("home", "0", ["/a", "/b", "/doc.json", "/missing", "/moved"]),
@@ -52,6 +54,7 @@ obey_robots = false
 depth = 1
 [parse]
 workers = 1
+markdown = {str(markdown).lower()}
 [parse.fields]
 heading = "h1"
 [output]
@@ -109,7 +112,8 @@ images = { selector = "img", attr = "src", all = true }
 
 
 async def test_reparse_with_the_crawls_own_config_reproduces_it_exactly(tmp_path):
-    src, _, before = await crawled_site(tmp_path, fmt="csv")
+    src, _, before = await crawled_site(tmp_path, fmt="csv", markdown=True)
+    assert all(r["markdown"] for r in before if r["content_type"] == "text/html" and r["ok"])
     crawl_cfg = tmp_path / "crawl.toml"
     # JSONL from a CSV crawl, and CSV again: the same records, key for key
     dst = tmp_path / "dst"
