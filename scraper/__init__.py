@@ -7,7 +7,8 @@ The layers, top to bottom (each imports only those below it):
     reextract           Scraper.reparse: a crawl's records parsed again from its archive
     report              an output folder -> report.html (`report` command, `[output] report`)
     fetch, limits,      one request and its limits; robots.txt; the crawl's state
-    robots, frontier    (in this process, or in Redis)
+    robots, frontier,   (in this process, or in Redis); since: the index of an
+    since               earlier crawl that a recrawl (`--since`) asks per URL
     sinks, sources,     records out and back in; where the seeds come from; counts
     stats, archive      (archive: every HTTP exchange to a WARC file, and read back)
     parse               bytes -> fields, in worker processes (never imports aiohttp)
