@@ -138,7 +138,8 @@ class EarlierCrawl:
     ) -> EarlierCrawl:
         """Check `folder` as a `--since` folder, and index it.
 
-        Raises `UsageError` (exit 2) for a missing folder, a folder with no output,
+        Raises `UsageError` (exit 2) for a missing folder, a folder with no output (no
+        output file, or not one whole record in them),
         the output folder itself, or an output written without `content_hash`.
         `stop` set (an interrupt) ends the reading early: the run that asked stops too.
         """
@@ -156,6 +157,9 @@ class EarlierCrawl:
         index = cls(path)
         for file in files:
             index._read_file(file, stop)
+        if not index.records and not (stop is not None and stop.is_set()):
+            names = ", ".join(f.name for f in files)
+            raise UsageError(f"--since / [crawl] since: {folder} holds no crawl output (no record in {names})")
         index._build_table()
         return index
 

@@ -315,6 +315,10 @@ async def test_bad_since_folders_are_usage_errors_and_change_nothing(serve, tmp_
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("not a crawl")
+    blank = tmp_path / "blank"  # output files without one whole record
+    blank.mkdir()
+    (blank / "pages.jsonl").write_text('{"url": "http://torn')
+    (blank / "pages-w1.csv").write_text("url,ok,content_hash\n")
     old = tmp_path / "old"
     old.mkdir()
     (old / "pages.jsonl").write_text(json.dumps({"url": server.url("/"), "ok": True, "status": 200}) + "\n")
@@ -333,6 +337,7 @@ async def test_bad_since_folders_are_usage_errors_and_change_nothing(serve, tmp_
     more = [
         (out, {"resume": True}, "is the output folder"),
         (urls, {"overwrite": True}, "is not a folder"),
+        (blank, {"overwrite": True}, r"holds no crawl output \(no record in pages.jsonl, pages-w1.csv\)"),
         (old, {"overwrite": True}, "has no content_hash"),
         (old_csv, {"overwrite": True}, "has no content_hash"),
     ]
