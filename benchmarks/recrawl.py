@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -31,28 +28,23 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from benchmarks.run import measure
 from benchmarks.servers import start_static
 from benchmarks.site import generate, page_path
 
-REPO = Path(__file__).resolve().parent.parent
 #: requests in flight to the one host: a loopback site takes more than the polite default of 4
 PER_HOST = 16
 
 
 def crawl(urls: Path, out: Path, *extra: str) -> dict[str, Any]:
-    """One CLI crawl: its stats.json, and the wall time of the whole command."""
-    started = time.monotonic()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(
-        [sys.executable, "-m", "scraper", str(urls), "--output", str(out), "--depth", "100", "-q",
-         "--per-host", str(PER_HOST), *extra],
-        check=True, cwd=REPO,
-    )
+    """One CLI crawl: its stats.json, the wall time of the whole command and the CPU time of its
+    whole process tree, parse workers included (the driver's `measure`)."""
+    args = [str(urls), "--output", str(out), "--depth", "100", "-q", "--per-host", str(PER_HOST), *extra]
+    m = measure("scraper", args, workdir=out.with_name(out.name + "-run"), timeout=600)
+    if m.returncode != 0:
+        raise RuntimeError(f"python -m scraper {' '.join(args)} exited {m.returncode}: {m.stderr[-500:]}")
     stats = json.loads((out / "stats.json").read_text())
-    stats["wall_s"] = round(time.monotonic() - started, 2)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # the CLI's own process (the parse workers are the forkserver's children, not counted)
-    stats["cpu_s"] = round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 2)
+    stats["wall_s"], stats["cpu_s"] = round(m.wall_s, 2), round(m.cpu_s, 2)
     return stats
 
 
