@@ -244,13 +244,13 @@ class FieldSpec:
 
 
 def _selectors(fields: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
-    import soupsieve  # bs4's own selector engine; imported only when fields are configured
+    from .fields import compile_selector  # the parse processes' own engine (cssselect -> lxml XPath)
 
     for name, spec in fields.items():
         try:
-            soupsieve.compile(spec.selector)
-        except Exception as e:  # soupsieve raises its own SelectorSyntaxError
-            raise _fail(f"has a bad CSS selector: {str(e).splitlines()[0]}", field=f"fields.{name}") from None
+            compile_selector(spec.selector)
+        except ValueError as e:
+            raise _fail(f"has a bad CSS selector: {e}", field=f"fields.{name}") from None
     return fields
 
 

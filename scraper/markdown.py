@@ -95,7 +95,7 @@ def page_markdown(root: Any, final_url: str, convert: Callable[[str], str]) -> s
     if node is None:
         node = body if body is not None else root
     whole_body = node is body or node is root
-    for el in list(node.iter(*_DROP_TAGS, "aside", "header", "footer", etree.PI)):
+    for el in list(node.iter(*_DROP_TAGS, "aside", "header", "footer", etree.PI, etree.Comment)):
         if _boilerplate(el, node, whole_body):
             _drop(el)
     for el in [a for a in node.iter("a") if _permalink(a)]:

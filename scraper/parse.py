@@ -1,10 +1,10 @@
 """Bytes -> record fields. Runs in the parse worker processes; imports little.
 
-The fast path is lxml alone: title, description and links come straight from
-libxml2's tree (~0.7 ms for a 30 KB page). A BeautifulSoup tree costs ten times
-that, so one is built only when `[parse.fields]` or an `extract` function
-needs it. Pages arrive as bytes and leave as small dicts, so little crosses
-the process boundary.
+The fast path is lxml alone: title, description, links and `[parse.fields]`
+(CSS selectors compiled to XPath, see fields.py) come straight from libxml2's
+tree (~0.7 ms for a 30 KB page). A BeautifulSoup tree costs ten times that, so
+one is built only for an `extract` function. Pages arrive as bytes and leave
+as small dicts, so little crosses the process boundary.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from lxml import etree
 from yarl import URL
 
 from .config import FieldSpec
+from .fields import FieldReader
 from .page import Page
 from .urls import LinkFilter, normalize
 
@@ -145,12 +146,14 @@ class Parser:
         self._to_markdown: Callable[[str], str] | None = None  # html-to-markdown, loaded in the worker
         self.extract = extract
         self.link_filter = link_filter
-        self.needs_soup = bool(fields) or extract is not None
+        self.needs_soup = extract is not None  # fields are read from the lxml tree
         self._html_parser: etree.HTMLParser | None = None  # made in the worker: it does not pickle
+        self._field_reader: FieldReader | None = None  # compiled selectors, made in the worker too
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_html_parser"] = None
+        state["_field_reader"] = None
         state["_to_markdown"] = None
         return state
 
@@ -172,16 +175,21 @@ class Parser:
         text = _END_TAGS.sub("", text)
         out: dict[str, Any] = {"title": None, "description": None, "links": [], "follow": [], "fields": {}}
         if self._html_parser is None:
-            self._html_parser = etree.HTMLParser(recover=True, remove_comments=True)
+            # comments stay: removing them would merge the text around them, which
+            # [parse.fields] must see as separate strings, as BeautifulSoup does
+            self._html_parser = etree.HTMLParser(recover=True)
         root = etree.fromstring(text, self._html_parser) if text.strip() else None
         if root is not None:
             self._read_head(root, out)
             self._read_links(root, job, out)
+        if self.fields:
+            if self._field_reader is None:
+                self._field_reader = FieldReader(self.fields)
+            out["fields"] = self._field_reader.read(root)
         if self.needs_soup:
             from bs4 import BeautifulSoup
 
             soup = BeautifulSoup(text, "lxml")
-            out["fields"] = self._fields(soup)
             if self.extract is not None:
                 page = job.page or Page(url=job.final_url, final_url=job.final_url)
                 page.title, page.description = out["title"], out["description"]
@@ -248,18 +256,6 @@ class Parser:
                 follow.append(len(links))
             links.append(link)
 
-    def _fields(self, soup: Any) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, spec in self.fields.items():
-            if spec.all:
-                values[name] = [_value(el, spec.attr) for el in soup.select(spec.selector)]
-                if spec.attr:
-                    values[name] = [v for v in values[name] if v is not None]
-            else:
-                el = soup.select_one(spec.selector)
-                values[name] = None if el is None else _value(el, spec.attr)
-        return values
-
 
 _HREF_WS = re.compile(r"[\t\n\r]")
 
@@ -272,15 +268,6 @@ def _resolve(base: URL, href: str) -> tuple[str | None, str]:
         return normalize(joined), joined.host or ""
     except (ValueError, TypeError, UnicodeError):
         return None, ""
-
-
-def _value(el: Any, attr: str | None) -> Any:
-    if attr is None:
-        return el.get_text(" ", strip=True)
-    value = el.get(attr)
-    if isinstance(value, list):  # bs4 splits multi-valued attributes such as class
-        return " ".join(value)
-    return value
 
 
 _INVISIBLE = ("script", "style", "noscript", "template", "head", "title")
