@@ -67,6 +67,7 @@ class FetchResult:
     etag: str | None = None  # the final response's ETag header, as sent
     last_modified: str | None = None  # the final response's Last-Modified header, as sent
     head: aiohttp.ClientResponse | None = field(default=None, repr=False)  # this hop's response, for `on_exchange`
+    headers: Mapping[str, str] | None = None  # the final response's headers (a rendering browser gets them)
 
     @property
     def content_hash(self) -> str | None:
@@ -326,6 +327,7 @@ class Fetcher:
                         result.content_type = resp.headers.get("Content-Type")
                         result.etag = resp.headers.get("ETag")
                         result.last_modified = resp.headers.get("Last-Modified")
+                        result.headers = resp.headers
                         if resp.status in _REDIRECTS and "Location" in resp.headers:
                             return resp.headers["Location"]
                         if resp.status == 304 and headers and _CONDITIONAL.intersection(headers):

@@ -47,6 +47,7 @@ from .limits import LimiterClosed
 from .page import Page, PageError, now_iso, record_keys
 from .parse import ParseJob, Parser, is_html
 from .pool import ParsePool, check_sendable
+from .render import Rendered, Renderer, find_browser
 from .robots import RobotsCache
 from .since import Earlier, EarlierCrawl
 from .sinks import RecordFormat, columns, csv_header, read_back, sink_path, truncate_torn
@@ -102,6 +103,7 @@ class Scraper:
         self._frontier = frontier
         self._pool: ParsePool | None = None
         self._run: _Run | None = None
+        self._browser: str | None = None  # the Chromium that renders pages, once found
         self.interrupted_by: int | None = None
         self._reading_since = threading.Event()  # set: stop reading the --since folder (an interrupt)
 
@@ -247,6 +249,8 @@ class Scraper:
             require_warcio()
 
         seeds = open_source(source)  # fails early on a missing file
+        if c.render.mode != "never":  # no Playwright or no Chromium: exit 2 before any file or request
+            self._browser = await find_browser(c.render)
         if resume and overwrite:
             raise UsageError("--resume and --overwrite exclude each other")
         if not resume and not overwrite:
@@ -418,6 +422,7 @@ class _Run:
         self._capacity = asyncio.Event()  # the dispatcher may take more URLs
         self._fetch_tasks: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()  # fetch tasks with a request under way
+        self.renderer: Renderer | None = None  # [render] mode other than "never"
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -437,10 +442,15 @@ class _Run:
             self._budget_spent = True
             self.stopping = True
             self.frontier.stop()
+        browser = None
+        if c.render.mode != "never":
+            browser = self.s._browser or await find_browser(c.render)
         on_exchange = self.archive.add if self.archive is not None else None
         async with Fetcher(c, self.limiter, on_exchange=on_exchange) as fetcher:
             self.fetcher = fetcher
             self.robots = RobotsCache(fetcher, self.limiter, c.fetch.user_agent) if c.fetch.obey_robots else None
+            if browser is not None:
+                self.renderer = Renderer(c, fetcher, self.limiter, self.robots, browser)
             if self.progress is not None:
                 self.progress.start(self.counts)
             self._pool_ready = asyncio.get_running_loop().run_in_executor(None, self.pool.start)
@@ -464,6 +474,8 @@ class _Run:
                 if self.progress is not None:
                     self.progress.stop()
                 self.limiter.close()
+                if self.renderer is not None:
+                    await self.renderer.close()
                 await self.frontier.close()
         if self._fatal is not None:
             raise self._fatal
@@ -736,6 +748,8 @@ class _Run:
             await self._save_html(item.url, result.body)
         sitemap = item.depth == 0 and item.referrer is None and is_sitemap_url(item.url)
         if result.ok and result.body and (sitemap or is_html(result.media_type, result.body)):
+            if self.renderer is not None and not sitemap and await self.renderer.wanted(item.url, result):
+                result = await self.renderer.visit(result, allow_private=item.allow_private)
             await self.parse_q.put((item, result, sitemap))
             return
         await self._record(item, self._fetched(item, result))
@@ -894,6 +908,7 @@ class _Run:
             fields=out.get("fields", {}),
             text=out.get("text") if self.c.parse.text else None,
             markdown=out.get("markdown") if self.c.parse.markdown else None,
+            rendered=isinstance(result, Rendered),
         )
         page.error = error
         follow: list[Item] = []
