@@ -346,8 +346,7 @@ class Renderer:
 
     async def _close_context(self, context: Any, browser: _Browser) -> None:
         try:
-            await context.unroute_all(behavior="ignoreErrors")
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(5):
                 await context.close()
         except Exception:
             # a tab that will not close (a script in an endless loop) takes its browser down with it
