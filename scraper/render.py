@@ -104,9 +104,11 @@ _ARGS = (
     "--proxy-server=http://127.0.0.1:9",
     "--proxy-bypass-list=<-loopback>",
 )
-# not forwarded from the browser's request: the crawl's own user agent and transport headers apply
+# not forwarded from the browser's request: the crawl's own user agent and transport headers apply, and
+# the browser is given whole 200s (a fresh context has no cache to revalidate, nor a range to complete)
 _DROP_REQUEST = frozenset(("user-agent", "accept-encoding", "host", "connection", "content-length", "keep-alive",
-                           "transfer-encoding", "upgrade", "te", "proxy-authorization"))
+                           "transfer-encoding", "upgrade", "te", "proxy-authorization", "if-none-match",
+                           "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"))
 # not passed back to the browser: the body it gets is already decoded and whole
 _DROP_RESPONSE = frozenset(("content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"))
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
