@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from warcio.archiveiterator import ArchiveIterator
 
-from scraper import Scraper
+from scraper import Scraper, load_config
 from scraper.archive import whole_length
 from scraper.frontier import MemoryFrontier
 from tests.conftest import ROOT, config, html, page_handler, read_jsonl
@@ -341,3 +341,39 @@ async def test_warc_without_warcio_is_one_line_naming_the_extra(tmp_path):
     line = "scraper: error: [output] warc needs warcio: pip install 'scraper[warc]'"
     assert err.decode().strip().splitlines() == [line]
     assert not (tmp_path / "out").exists()
+
+
+async def test_a_shared_crawl_writes_one_archive_per_worker_and_reparses_whole(serve, tmp_path):
+    from tests.redis_server import start_redis
+    from tests.test_redis import Site, finish, job, start_site, start_worker, worker_files
+
+    site = await start_site(serve, Site(pages=60, delay=0.02))
+    out = tmp_path / "out"
+    with start_redis() as redis_server:
+        name, procs = job(), []
+        for w in ("w1", "w2"):
+            urls, cfg = worker_files(tmp_path, redis_server.url, name, w, [site.server.url("/n/0")], per_host=8)
+            with open(cfg, "a") as f:
+                f.write("[output]\nwarc = true\n")
+            procs.append(await start_worker(w, urls, cfg, out))
+        results = await asyncio.gather(*(finish(p) for p in procs))
+    assert [code for code, _ in results] == [0, 0], results
+    assert sorted(p.name for p in out.glob("*.warc.gz")) == ["pages-w1.warc.gz", "pages-w2.warc.gz"]
+    records = []
+    for w in ("w1", "w2"):
+        archive = out / f"pages-{w}.warc.gz"
+        assert warcio_check(archive).returncode == 0
+        shard = read_jsonl(out / f"pages-{w}.jsonl")
+        assert_final_responses_archived(shard, read_archive(archive))  # each worker archives what it records
+        records += shard
+    assert len(records) == 60
+
+    cfg = tmp_path / "fields.toml"
+    cfg.write_text('[parse]\nworkers = 1\n[parse.fields]\nheading = "title"\n')
+    dst = tmp_path / "dst"
+    async with Scraper(load_config(cfg)) as s:
+        stats = await s.reparse(out, dst)  # every shard, from both archives
+    assert stats.pages == 60
+    after = read_jsonl(dst / "pages.jsonl")
+    assert sorted(r["url"] for r in after) == sorted(r["url"] for r in records)
+    assert all(r["fields"] == {"heading": r["title"]} and r["title"].startswith("node ") for r in after)
