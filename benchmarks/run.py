@@ -8,7 +8,7 @@ Scenarios (all against servers on 127.0.0.1, see `servers`):
 - crawl    the same site crawled from /index.html with a large depth
 - latency  URLs on a server that answers each after 200 ms, concurrency 100:
            the server-observed span and the whole wall time against the ideal n*D/C
-- fields   `list` with `[parse.fields]` set, so a BeautifulSoup tree is built
+- fields   `list` with `[parse.fields]` set (CSS selectors: a text and an attribute list)
 - bigfile  a 2,000,000-line urls.txt with `--max-pages 1000`: wall time and memory
 
 Every tool runs as a subprocess of this driver, started the same way: a few
