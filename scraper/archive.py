@@ -28,10 +28,13 @@ set to the stored body's length, the original values kept as
 (a redirect, a non-2xx status, a body cut short) is stored empty, the record
 marked `WARC-Truncated`; a body dropped as `too_large` is not archived at all.
 
-Reading (re-extraction): `index_responses` makes one streaming pass over the
+A page rendered by the browser (`[render]`) also gets a `conversion` record:
+the DOM its scripts built, which is what the crawl parsed for it.
+
+Reading (re-extraction): `index_archives` makes one streaming pass over the
 archives and keeps, per target URI (a 64-bit hash), the offsets of its 2xx
-responses; `read_body` reads one member at an offset. The whole archive is never
-in memory.
+responses and of its renderings; `read_body` reads one member at an offset. The
+whole archive is never in memory.
 """
 
 from __future__ import annotations
@@ -56,10 +59,11 @@ from .version import __version__
 
 __all__ = [
     "Archive",
+    "ArchiveIndex",
     "Exchange",
     "ResponseIndex",
     "archive_paths",
-    "index_responses",
+    "index_archives",
     "read_body",
     "require_warcio",
     "warc_path",
@@ -70,6 +74,8 @@ __all__ = [
 COMPRESS_LEVEL = 1
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
+#: the Content-Type of a rendered DOM (as the crawl parsed it)
+RENDERED_TYPE = "text/html; charset=utf-8"
 #: headers that describe the bytes on the wire, not the body stored
 _WIRE_HEADERS = ("content-encoding", "transfer-encoding", "content-length")
 
@@ -123,7 +129,7 @@ def _exchange(resp: Any, url: str, body: bytes | None, error_kind: str | None) -
         )
     return Exchange(
         url=url,
-        date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        date=_now(),
         request_line=f"{info.method} {info.url.raw_path_qs or '/'} HTTP/1.1",  # what aiohttp sends
         request_headers=tuple(info.headers.items()),
         status_line=f"{resp.status} {resp.reason or ''}".rstrip(),
@@ -215,6 +221,35 @@ def exchange_members(ex: Exchange, builder: Any = None) -> bytes:
     return _member(_record_bytes(request)) + _member(_record_bytes(response))
 
 
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """A page as the browser left it (its DOM, UTF-8): a `conversion` record."""
+
+    url: str
+    date: str
+    body: bytes
+
+
+def rendition_member(r: Rendition, builder: Any = None) -> bytes:
+    record = (builder or _builder()).create_warc_record(
+        r.url,
+        "conversion",
+        payload=io.BytesIO(r.body),
+        length=len(r.body),
+        warc_content_type=RENDERED_TYPE,
+        warc_headers_dict={"WARC-Record-ID": _record_id(), "WARC-Date": r.date},
+    )
+    return _member(_record_bytes(record))
+
+
+def _members(item: Exchange | Rendition, builder: Any) -> bytes:
+    return exchange_members(item, builder) if isinstance(item, Exchange) else rendition_member(item, builder)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def warcinfo_member(filename: str) -> bytes:
     builder = _builder()
     record = builder.create_warcinfo_record(
@@ -237,7 +272,7 @@ class Archive:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._queue: deque[Exchange] = deque()
+        self._queue: deque[Exchange | Rendition] = deque()
         self._wake = threading.Condition()
         self._closing = False
         self._queued = 0  # exchanges handed to the writer (event loop only)
@@ -275,7 +310,14 @@ class Archive:
         if error == "too_large":
             return  # a dropped body is not archived (SPEC 10)
         body = result.body if result.ok else None
-        self._queue.append(_exchange(resp, result.final_url or str(resp.url), body, error))
+        self._put(_exchange(resp, result.final_url or str(resp.url), body, error))
+
+    def add_rendered(self, url: str, dom: bytes) -> None:
+        """Queue the DOM the browser built for `url` (what the crawl parses for that page)."""
+        self._put(Rendition(url=url, date=_now(), body=dom))
+
+    def _put(self, item: Exchange | Rendition) -> None:
+        self._queue.append(item)
         self._queued += 1
         with self._wake:
             self._wake.notify()
@@ -312,12 +354,12 @@ class Archive:
                     self._wake.wait()
                 if not self._queue:
                     return
-            batch: list[Exchange] = []
+            batch: list[Exchange | Rendition] = []
             while self._queue:
                 batch.append(self._queue.popleft())
             if self._failed is None:
                 try:
-                    self._write(b"".join(exchange_members(ex, builder) for ex in batch))
+                    self._write(b"".join(_members(item, builder) for item in batch))
                 except OSError as e:
                     self._failed = f"cannot write {self.path}: {e.strerror or e}"
                 except Exception as e:  # a record warcio cannot build: the archive would lie
@@ -423,20 +465,32 @@ class ResponseIndex:
         return tuple((p >> self._SHIFT, p & mask) for p in (found if isinstance(found, list) else [found]))
 
 
-def index_responses(paths: list[Path]) -> ResponseIndex:
-    """Every whole 2xx response with its body in `paths` (archive number = position in `paths`).
+@dataclass(frozen=True, slots=True)
+class ArchiveIndex:
+    """Where each URL's whole 2xx responses, and its renderings, are in a crawl's archives."""
 
-    One streaming pass with warcio's reader; a torn last member ends that archive's pass.
+    responses: ResponseIndex
+    renditions: ResponseIndex
+
+
+def index_archives(paths: list[Path]) -> ArchiveIndex:
+    """Index `paths` (archive number = position in `paths`): one streaming pass with warcio's reader.
+
+    A torn last member ends that archive's pass.
     """
     from warcio.archiveiterator import ArchiveIterator
     from warcio.exceptions import ArchiveLoadFailed
 
-    index = ResponseIndex()
+    index = ArchiveIndex(ResponseIndex(), ResponseIndex())
     for number, path in enumerate(paths):
         with open(path, "rb") as f:
             records = ArchiveIterator(f)
             try:
                 for record in records:
+                    if record.rec_type == "conversion":
+                        uri = record.rec_headers.get_header("WARC-Target-URI") or ""
+                        index.renditions.add(uri, number, records.get_record_offset())
+                        continue
                     if record.rec_type != "response" or record.http_headers is None:
                         continue
                     if record.rec_headers.get_header("WARC-Truncated"):
@@ -445,7 +499,7 @@ def index_responses(paths: list[Path]) -> ResponseIndex:
                     if not (status.isdigit() and 200 <= int(status) < 300):
                         continue
                     uri = record.rec_headers.get_header("WARC-Target-URI") or ""
-                    index.add(uri, number, records.get_record_offset())
+                    index.responses.add(uri, number, records.get_record_offset())
             except (ArchiveLoadFailed, EOFError, zlib.error, ValueError, OSError):
                 pass  # a torn last member: the records before it are whole
     return index
@@ -460,14 +514,14 @@ class Archived:
 
 
 def read_body(path: Path, offset: int) -> Archived:
-    """The response record at `offset`: its Content-Type and body."""
+    """The response (or conversion) record at `offset`: its Content-Type and body."""
     from warcio.archiveiterator import ArchiveIterator
 
     with open(path, "rb") as f:
         f.seek(offset)
         record = next(iter(ArchiveIterator(f)))
-        content_type = record.http_headers.get_header("Content-Type") or ""
-        return Archived(content_type=content_type, body=record.content_stream().read())
+        headers = record.http_headers if record.http_headers is not None else record.rec_headers
+        return Archived(content_type=headers.get_header("Content-Type") or "", body=record.content_stream().read())
 
 
 def find_body(paths: list[Path], candidates: Iterable[tuple[int, int]], content_hash: str | None) -> Archived | None:

@@ -750,6 +750,8 @@ class _Run:
         if result.ok and result.body and (sitemap or is_html(result.media_type, result.body)):
             if self.renderer is not None and not sitemap and await self.renderer.wanted(item.url, result):
                 result = await self.renderer.visit(result, allow_private=item.allow_private)
+                if self.archive is not None and isinstance(result, Rendered) and result.body:
+                    self.archive.add_rendered(result.final_url or item.url, result.body)  # what reparse parses
             await self.parse_q.put((item, result, sitemap))
             return
         await self._record(item, self._fetched(item, result))

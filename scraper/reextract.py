@@ -4,14 +4,16 @@
 (every shard, JSONL or CSV) as a stream, and writes one record per record to
 DST in the configured format, with the crawl's own sink, stats and progress:
 
-* One streaming pass over SRC's archives (`archive.index_responses`) maps each
-  target URI (a 64-bit hash) to the offsets of its 2xx responses. Nothing else
-  of the archive is kept in memory.
+* One streaming pass over SRC's archives (`archive.index_archives`) maps each
+  target URI (a 64-bit hash) to the offsets of its 2xx responses, and of the
+  DOMs the browser built (`[render]`). Nothing else of the archive is kept in
+  memory.
 * An ok HTML record whose response is archived has its body read back (in a
   thread, a batch at a time, by offset), checked against the record's
   `content_hash` (the archive may hold older copies: retries, a page fetched
   again after a kill), and parsed in the crawl's own parse processes, with the
-  crawl's own `Parser` and `ParseJob`. So the crawl's config reproduces the
+  crawl's own `Parser` and `ParseJob`. A rendered record is parsed from its
+  archived DOM, as the crawl parsed it. So the crawl's config reproduces the
   crawl's parsed keys exactly.
 * Title, description, links, fields, text and markdown come from the new
   parse; every other key is SRC's. A record that is not ok, not HTML, or whose
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .archive import ResponseIndex, archive_paths, find_body, index_responses, require_warcio
+from .archive import ArchiveIndex, archive_paths, find_body, index_archives, require_warcio
 from .errors import OutputError, OutputExistsError, UsageError
 from .page import Page, PageError, now_iso
 from .parse import ParseJob, is_html
@@ -172,9 +174,9 @@ async def reextract(
     return stats
 
 
-def _prepare(archives: list[Path], inputs: list[Path]) -> tuple[ResponseIndex, int]:
+def _prepare(archives: list[Path], inputs: list[Path]) -> tuple[ArchiveIndex, int]:
     """The archive's index, and the number of SRC's records (for the progress display)."""
-    index = index_responses(archives)
+    index = index_archives(archives)
     total = sum(1 for f in inputs for _ in iter_records(f))
     return index, total
 
@@ -192,7 +194,7 @@ class _Reparse:
         pool: ParsePool,
         sink: Sink,
         tally: Tally,
-        index: ResponseIndex,
+        index: ArchiveIndex,
         archives: list[Path],
         progress: Progress | None,
         started: tuple[float, str],
@@ -249,12 +251,15 @@ class _Reparse:
             media = record.get("content_type")
             if media is not None and media not in _HTML_TYPES:
                 continue  # not HTML: copied as it is
-            candidates = self.index.get(record.get("final_url") or record["url"])
+            final_url = record.get("final_url") or record["url"]
+            rendered = bool(record.get("rendered"))  # the crawl parsed the DOM the browser built
+            index = self.index.renditions if rendered else self.index.responses
+            candidates = index.get(final_url)
             if not candidates:
                 continue
             jobs.append(_Job(
                 candidates=candidates,
-                content_hash=record.get("content_hash"),
+                content_hash=None if rendered else record.get("content_hash"),
                 final_url=record.get("final_url") or record["url"],
                 sitemap=_is_sitemap(record),
                 page=_unparsed(record) if want_page else None,

@@ -199,7 +199,7 @@ def test_the_index_finds_the_response_the_record_describes(tmp_path):
     """A URL archived twice (a retry, a page fetched again after a kill): its content_hash picks the copy."""
     import hashlib
 
-    from scraper.archive import Exchange, exchange_members, find_body, index_responses, warcinfo_member
+    from scraper.archive import Exchange, exchange_members, find_body, index_archives, warcinfo_member
 
     def exchange(url: str, status: int, body: bytes) -> Exchange:
         return Exchange(url=url, date="2026-01-01T00:00:00.000000Z", request_line="GET / HTTP/1.1",
@@ -210,7 +210,7 @@ def test_the_index_finds_the_response_the_record_describes(tmp_path):
     archive.write_bytes(warcinfo_member(archive.name) + b"".join(exchange_members(ex) for ex in (
         exchange("http://h/a", 200, b"<p>first</p>"), exchange("http://h/b", 404, b"gone"),
         exchange("http://h/a", 200, b"<p>second</p>"), exchange("http://h/c", 200, b"<p>c</p>"))))
-    index = index_responses([archive])
+    index = index_archives([archive]).responses
     assert len(index) == 2 and index.get("http://h/b") == () and len(index.get("http://h/a")) == 2
     first = "sha256:" + hashlib.sha256(b"<p>first</p>").hexdigest()
     assert find_body([archive], index.get("http://h/a"), first).body == b"<p>first</p>"  # type: ignore[union-attr]

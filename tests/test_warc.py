@@ -28,6 +28,7 @@ from scraper.archive import whole_length
 from scraper.frontier import MemoryFrontier
 from tests.conftest import ROOT, config, html, page_handler, read_jsonl
 from tests.test_interrupt import finish, start_cli, wait_lines
+from tests.test_render import browser_tmp  # noqa: F401 - a fixture
 
 
 @dataclass
@@ -377,3 +378,33 @@ async def test_a_shared_crawl_writes_one_archive_per_worker_and_reparses_whole(s
     after = read_jsonl(dst / "pages.jsonl")
     assert sorted(r["url"] for r in after) == sorted(r["url"] for r in records)
     assert all(r["fields"] == {"heading": r["title"]} and r["title"].startswith("node ") for r in after)
+
+
+async def test_a_rendered_page_keeps_its_dom_and_reparses_from_it(serve, tmp_path, browser_tmp):  # noqa: F811
+    from dataclasses import replace
+
+    from scraper.config import OutputConfig
+    from tests.test_render import _render_config, _site
+
+    server = await serve(_site())
+    c = _render_config(tmp_path, {"mode": "always"})
+    c = replace(c, output=OutputConfig(dir=str(tmp_path / "out"), warc=True))
+    out = Path(c.output.dir)
+    async with Scraper(c) as s:
+        await s.run([server.url("/shell"), server.url("/plain")])
+    before = read_jsonl(out / "pages.jsonl")
+    assert all(r["rendered"] for r in before)
+    assert {r["url"]: r["title"] for r in before}[server.url("/shell")] == "Built by a script"
+    archive = out / "pages.warc.gz"
+    assert warcio_check(archive).returncode == 0
+    recs = read_archive(archive)
+    doms = {r.uri: r for r in recs if r.type == "conversion"}
+    assert set(doms) == {server.url("/shell"), server.url("/plain")}
+    assert doms[server.url("/shell")].warc.get_header("Content-Type") == "text/html; charset=utf-8"
+    assert b"Built by a script" in doms[server.url("/shell")].payload  # the DOM, not the shell sent
+    assert b"Built by a script" not in responses(recs, server.url("/shell"))[0].payload
+    assert_final_responses_archived(before, recs)
+
+    async with Scraper(c) as s:  # no browser is needed: the DOM is in the archive
+        await s.reparse(out, tmp_path / "again")
+    assert read_jsonl(tmp_path / "again" / "pages.jsonl") == before
