@@ -26,6 +26,7 @@ import pytest
 from aiohttp import web
 
 from scraper.page import Page, PageError
+from scraper.report import write_report
 from scraper.report.collect import HOSTS_CAP, TOP, Collector, Sketch, Timeline, iter_records, output_files
 from scraper.sinks import Sink
 from scraper.stats import Stats
@@ -35,6 +36,7 @@ CHARTS = ("timeline", "status", "errors-per-host", "times-per-host", "depth", "c
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SLOW_TITLE = 'Slow <b>bold</b> & "quoted" <script>alert(1)</script>'
 BAD_LINE = "<img src=x onerror=alert(1)>"
+ODD_TYPE = "application/x-<b>odd</b>$x$"  # markup, and what matplotlib would take for mathtext
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -166,7 +168,7 @@ async def crawl_site(serve: Any, tmp_path: Path, *, report: bool) -> tuple[Path,
         return web.Response(text="late")
 
     a = await serve({
-        "/": page("A home", ("/a", "/b", "/slow", "/missing", "/broken", "/big", "/doc.pdf", "/private/x")),
+        "/": page("A home", ("/a", "/b", "/slow", "/missing", "/broken", "/big", "/doc.pdf", "/odd", "/private/x")),
         "/a": page("A a"),
         "/b": page("A b"),
         "/slow": answer(200, html(SLOW_TITLE).encode(), "text/html", wait=0.5),
@@ -174,6 +176,7 @@ async def crawl_site(serve: Any, tmp_path: Path, *, report: bool) -> tuple[Path,
         "/broken": answer(500),
         "/big": answer(200, html("big", body="x" * 300_000).encode(), "text/html"),
         "/doc.pdf": answer(200, b"%PDF-1.4 " + b"0" * 5000, "application/pdf"),
+        "/odd": answer(200, b"odd", ODD_TYPE),
         "/robots.txt": answer(200, b"User-agent: *\nDisallow: /private\n"),
     }, host="127.0.0.2")
     b = await serve({"/": page("B home", ("/p1", "/p2", "/p3", "/hang")), "/p1": page("B 1"), "/p2": page("B 2"),
@@ -230,6 +233,7 @@ async def test_report_of_a_real_crawl_in_chromium(serve, tmp_path):
     assert "127.0.0.2" in by_id(doc, "chart-errors-per-host").text_content()
     assert "127.0.0.3" in by_id(doc, "chart-times-per-host").text_content()
     assert "application/pdf" in by_id(doc, "chart-content-types").text_content()
+    assert ODD_TYPE in by_id(doc, "chart-content-types").text_content()  # drawn as text, as it is
 
     # the slowest pages: every requested page (fewer than 50), slowest first, ties in record order
     requested = [(i, r) for i, r in enumerate(records) if r["attempts"] > 0]
@@ -371,6 +375,23 @@ async def test_jsonl_shards_give_the_same_figures_as_csv(tmp_path):
                         c.by_type, c.by_size_bits, c.timeline.series(), c.slowest(), c.failures,
                         {h: (t.pages, t.errors, t.times.quantiles(0.5, 0.9, 0.99)) for h, t in c.hosts.items()}))
     assert figures[0] == figures[1]
+
+
+def test_times_from_the_records_when_stats_are_missing_or_unreadable(tmp_path):
+    out = tmp_path / "out"
+    pages = asyncio.run(write_shards(out, "jsonl"))
+    (out / "stats-w1.json").unlink()
+    (out / "stats-w2.json").write_text("{not json")
+    report = write_report(out, tmp_path / "r.html")
+    assert report.pages == len(pages) and report.path == tmp_path / "r.html"
+    doc = lxml.html.fromstring(report.path.read_text(encoding="utf-8"))
+    # the records' fetched_at run from 10:00:00 to 10:01:59
+    assert float(by_id(doc, "summary-elapsed").get("data-value")) == 119.0
+    assert float(by_id(doc, "summary-rate").get("data-value")) == round(len(pages) / 119, 3)
+    assert "fetched_at" in by_id(doc, "summary-section").text_content()
+    notes = [n.text_content() for n in doc.xpath('//p[@class="note"]')]
+    assert notes == ["stats-w2.json is unreadable (JSONDecodeError); its run times are left out"]
+    assert not (out / "report.html").exists()
 
 
 # --- bounded state ----------------------------------------------------------------------
