@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m scraper",
         description="Fetch every URL in URLS_FILE (and the pages they link to, with --depth), "
         "parse each HTML page, and write one record per URL to DIR/pages.jsonl.",
+        epilog="Commands: 'python -m scraper report DIR [-o FILE]' writes a crawl's report.html; "
+        "'python -m scraper reparse SRC_DIR --output DST_DIR' re-extracts an archived crawl (each has its --help).",
     )
     p.add_argument("urls_file", metavar="URLS_FILE", help='one URL a line; "-" reads standard input')
     p.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml when it exists)")
