@@ -297,6 +297,38 @@ async def test_report_true_after_an_interrupt(serve, tmp_path):
     assert "interrupted" in doc.xpath("//header")[0].text_content()
 
 
+async def test_report_of_a_recrawl_counts_changed_unchanged_new(serve, tmp_path):
+    bodies = {"/a": html("A"), "/b": html("B, first")}
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path not in bodies:
+            return web.Response(status=404)
+        if request.path == "/a" and request.headers.get("If-None-Match") == '"a1"':
+            return web.Response(status=304, headers={"ETag": '"a1"'})
+        return web.Response(text=bodies[request.path], content_type="text/html",
+                            headers={"ETag": '"a1"'} if request.path == "/a" else {})
+
+    site = await serve(handler)
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{site.url('/a')}\n{site.url('/b')}\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[fetch]\nobey_robots = false\n[parse]\nworkers = 1\n[output]\nreport = true\n")
+    first = await cli(str(urls), "--config", str(cfg), "--output", str(tmp_path / "first"))
+    assert first.code == 0, first.stderr
+    bodies["/b"] = html("B, second")
+    bodies["/c"] = html("C")
+    urls.write_text(f"{site.url('/a')}\n{site.url('/b')}\n{site.url('/c')}\n")
+    again = await cli(str(urls), "--config", str(cfg), "--output", str(tmp_path / "again"),
+                      "--since", str(tmp_path / "first"))
+    assert again.code == 0, again.stderr
+    doc = lxml.html.fromstring((tmp_path / "again" / "report.html").read_text(encoding="utf-8"))
+    assert [by_id(doc, f"summary-{k}").text_content() for k in ("pages", "changed", "unchanged", "new")] == \
+        ["3", "1", "1", "1"]
+    assert table(doc, "status-codes") == [["200", "2"], ["304", "1"]]
+    first_doc = lxml.html.fromstring((tmp_path / "first" / "report.html").read_text(encoding="utf-8"))
+    assert first_doc.xpath('//*[@id="summary-changed"]') == []  # no --since, no such cards
+
+
 # --- a shared crawl's shards ---------------------------------------------------------
 
 
