@@ -90,16 +90,25 @@ class Limiter:
     async def request(self, host: str) -> AsyncIterator[None]:
         """Hold a host slot and a global slot for the duration of one request."""
         h = self._host(host)
-        h.users += 1
+        h.users += 1  # kept around the slot, so an idle host is forgotten only when idle
         try:
             async with self._slot(host, h):
-                yield
+                if self.closed:
+                    raise LimiterClosed
+                self.in_flight += 1
+                try:
+                    yield
+                finally:
+                    self.in_flight -= 1
         finally:
             h.users -= 1
 
     @asynccontextmanager
     async def _slot(self, host: str, h: _Host) -> AsyncIterator[None]:
-        """The host's slot and delay, then a global slot: what a subclass may do otherwise."""
+        """Hold the host's slot (after its delay), then a global slot: the part a subclass may replace.
+
+        `request` does the rest (the closed check, the count in flight).
+        """
         async with h.slots:
             if h.delay > 0:
                 async with h.gate:
@@ -111,12 +120,7 @@ class Limiter:
             else:
                 await self._global.acquire()
                 h.last_start = time.monotonic()
-            if self.closed:
-                self._global.release()
-                raise LimiterClosed
-            self.in_flight += 1
             try:
                 yield
             finally:
-                self.in_flight -= 1
                 self._global.release()

@@ -305,16 +305,11 @@ def frontier(redis_server: RedisServer, job_name: str, out: Path, worker: str, l
 
 
 async def crash(f: RedisFrontier) -> None:
-    """What SIGKILL leaves: no goodbye to Redis; the shard's lock goes with the process."""
-    for task in f._tasks:
-        task.cancel()
-    await asyncio.gather(*f._tasks, return_exceptions=True)
-    if f._fd is not None:
-        os.close(f._fd)
-        f._fd = None
-    await f._redis.aclose()
-    f._redis = None
-    f._closed = True
+    """What SIGKILL leaves: no goodbye to Redis (leases and name run out); the shard's lock goes with the process."""
+    assert f.writer is not None
+    await f.writer.stop()
+    f.writer.close_file()
+    await f.link.close()
 
 
 def line(url: str) -> str:
@@ -333,18 +328,16 @@ async def test_a_worker_whose_lease_ran_out_cannot_record(redis_server: RedisSer
     a = frontier(redis_server, name, tmp_path, "a", lease=0.3)
     [item] = await seeded(a, 1)
     a.close_seeds()
-    await a._push_seeds_closed()
-    for task in a._tasks:  # a stalls: no heartbeat, its lease runs out
-        task.cancel()
+    await a.link.close()  # a loses Redis: no heartbeat, its lease runs out
     b = frontier(redis_server, name, tmp_path, "b", lease=0.3)
     b.close_seeds()
     taken = await asyncio.wait_for(b.next(), 5)
     assert taken is not None and taken.url == item.url
-    assert not await a.record(item, line("from a"))  # fenced: its token is stale
     assert await b.record(taken, line("from b"))
+    assert not await a.record(item, line("from a"))  # back, and fenced: its token is stale
+    await a.close()
     assert await b.next() is None  # the crawl is over
     await b.close()
-    await crash(a)
     assert [r["url"] for rs in shards(tmp_path).values() for r in rs] == ["from b"]
 
 
@@ -357,13 +350,13 @@ async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_by_
     for item in items[:3]:
         assert await a.record(item, line(item.url))
     # a's flush: the batch moves to flushing:a and is appended (the last line torn)...
-    batch = await a._call("flush_begin", "a", 500)
-    fd = await a._shard_fd()
+    assert a.writer is not None
+    batch = await a.writer.take_batch(500)
+    fd = await a.writer.open()
     os.write(fd, b"".join(batch)[:-10])
     for item in items[3:]:  # ...more records committed, still in the outbox...
         assert await a.record(item, line(item.url))
     a.close_seeds()
-    await a._push_seeds_closed()
     await crash(a)  # ...and a dies before confirming the append
     b = frontier(redis_server, name, tmp_path, "b")
     b.close_seeds()
@@ -382,13 +375,13 @@ async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_on_
     items = await seeded(a, 4)
     for item in items[:2]:
         assert await a.record(item, line(item.url))
-    await a._flush()  # two records safely in the shard
+    await a.flush()  # two records safely in the shard
     for item in items[2:]:
         assert await a.record(item, line(item.url))
-    batch = await a._call("flush_begin", "a", 500)
-    os.write(await a._shard_fd(), b"".join(batch))  # appended whole, not confirmed
+    assert a.writer is not None
+    batch = await a.writer.take_batch(500)
+    os.write(await a.writer.open(), b"".join(batch))  # appended whole, not confirmed
     a.close_seeds()
-    await a._push_seeds_closed()
     await crash(a)
     again = frontier(redis_server, name, tmp_path, "a")  # waits out the dead one's heartbeat
     again.close_seeds()
@@ -408,10 +401,10 @@ async def test_an_unfinished_batch_in_a_shard_nobody_can_see_stays_in_redis(
     items = await seeded(a, 4)
     for item in items:
         assert await a.record(item, line(item.url))
-    batch = await a._call("flush_begin", "a", 2)  # two in flight to a's shard, two in the outbox
-    os.write(await a._shard_fd(), b"".join(batch))
+    assert a.writer is not None
+    batch = await a.writer.take_batch(2)  # two in flight to a's shard, two in the outbox
+    os.write(await a.writer.open(), b"".join(batch))
     a.close_seeds()
-    await a._push_seeds_closed()
     await crash(a)
     b = frontier(redis_server, name, tmp_path / "machine-b", "b")
     b.close_seeds()
@@ -447,8 +440,49 @@ async def test_a_lost_connection_is_retried_and_the_lease_kept(redis_server: Red
 async def test_two_live_workers_cannot_share_a_name(redis_server: RedisServer, tmp_path: Path):
     name = job()
     a = frontier(redis_server, name, tmp_path, "same", lease=0.2)
-    await a._ensure()
+    await a.link.ensure()
     b = frontier(redis_server, name, tmp_path, "same", lease=0.2)
     with pytest.raises(UsageError, match="in use by a live worker"):
-        await b._ensure()
+        await b.link.ensure()
     await a.close()
+
+
+async def test_close_ends_the_heartbeat_and_never_hangs(redis_server: RedisServer, tmp_path: Path):
+    """A worker refused a name it shares, then the first closed: 60 times, each close bounded."""
+    refused = 0
+    for _ in range(60):
+        name = job()
+        a = frontier(redis_server, name, tmp_path, "same", lease=0.2)
+        await a.link.ensure()
+        b = frontier(redis_server, name, tmp_path, "same", lease=0.2)
+        try:
+            await b.link.ensure()
+        except UsageError as e:
+            assert "in use by a live worker" in str(e)
+            refused += 1
+        else:  # a's heartbeat was late by more than a lease (a loaded machine): b has the name now
+            await asyncio.wait_for(b.close(), 10)
+        await asyncio.wait_for(a.close(), 10)
+        assert not a.link.connected
+        assert not [t for t in asyncio.all_tasks() if "heartbeat" in t.get_name() or "flushing" in t.get_name()]
+    assert refused > 0
+
+
+async def test_the_frontier_is_the_one_writer_of_its_csv_shard(redis_server: RedisServer, tmp_path: Path):
+    name = job()
+    cfg = FrontierConfig(backend="redis", url=redis_server.url, job=name, lease=0.5)
+    path = tmp_path / "pages-a.csv"
+    a = RedisFrontier(cfg, output=OutputConfig(dir=str(tmp_path), format="csv"), worker="a")
+    await a.open_output(path, "url\n")
+    [item] = await seeded(a, 1)
+    assert await a.record(item, item.url + "\n")
+    a.close_seeds()
+    assert await a.next() is None
+    await a.close()
+    again = RedisFrontier(cfg, output=OutputConfig(dir=str(tmp_path), format="csv"), worker="a")
+    await again.open_output(path, "url\n")  # resumed: the header is there already
+    again.close_seeds()
+    assert await again.next() is None
+    await again.close()
+    assert path.read_text() == f"url\n{item.url}\n"
+    assert_job_clean(redis_server, name)
