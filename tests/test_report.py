@@ -313,9 +313,10 @@ async def test_report_of_a_recrawl_counts_changed_unchanged_new(serve, tmp_path)
     urls = tmp_path / "urls.txt"
     urls.write_text(f"{site.url('/a')}\n{site.url('/b')}\n")
     cfg = tmp_path / "config.toml"
-    cfg.write_text("[fetch]\nobey_robots = false\n[parse]\nworkers = 1\n[output]\nreport = true\n")
+    cfg.write_text("[fetch]\nobey_robots = false\n[parse]\nworkers = 1\n")
     first = await cli(str(urls), "--config", str(cfg), "--output", str(tmp_path / "first"))
     assert first.code == 0, first.stderr
+    cfg.write_text("[fetch]\nobey_robots = false\n[parse]\nworkers = 1\n[output]\nreport = true\n")
     bodies["/b"] = html("B, second")
     bodies["/c"] = html("C")
     urls.write_text(f"{site.url('/a')}\n{site.url('/b')}\n{site.url('/c')}\n")
@@ -326,8 +327,6 @@ async def test_report_of_a_recrawl_counts_changed_unchanged_new(serve, tmp_path)
     assert [by_id(doc, f"summary-{k}").text_content() for k in ("pages", "changed", "unchanged", "new")] == \
         ["3", "1", "1", "1"]
     assert table(doc, "status-codes") == [["200", "2"], ["304", "1"]]
-    first_doc = lxml.html.fromstring((tmp_path / "first" / "report.html").read_text(encoding="utf-8"))
-    assert first_doc.xpath('//*[@id="summary-changed"]') == []  # no --since, no such cards
 
 
 # --- a shared crawl's shards ---------------------------------------------------------
