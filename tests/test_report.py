@@ -28,7 +28,7 @@ from aiohttp import web
 from scraper.page import Page, PageError
 from scraper.report import main as report_main
 from scraper.report import write_report
-from scraper.report.collect import HOSTS_CAP, TOP, Collector, Sketch, Timeline, iter_records, output_files
+from scraper.report.collect import HOSTS_CAP, TEXT_CAP, TOP, Collector, Sketch, Timeline, iter_records, output_files
 from scraper.sinks import Sink
 from scraper.stats import Stats
 from tests.conftest import ROOT, Result, html, read_jsonl
@@ -481,6 +481,10 @@ def test_collector_tables_and_host_bound():
     expected = sorted(range(HOSTS_CAP + 500), key=lambda i: (-(i % 977), i))[:TOP]
     assert [r.url for r in c.slowest()] == [f"https://h{i}.example/" for i in expected]
     assert c.untimed == 300 and c.pages == HOSTS_CAP + 800
+    # what the tables keep of a page's text is bounded too
+    c.add({"url": "https://big.example/", "attempts": 1, "elapsed_ms": 10**6, "title": "t" * 10**6,
+           "error": {"kind": "parse", "message": "m" * 10**6}})
+    assert len(c.slowest()[0].title) == len(c.failures["parse"][0].message) == TEXT_CAP
 
 
 # --- bad input --------------------------------------------------------------------------

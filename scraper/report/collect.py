@@ -42,6 +42,8 @@ HOSTS_CAP = 10_000
 TYPES_CAP = 200
 #: rows of the slowest-pages table, and failures kept per error kind
 TOP = 50
+#: characters of a title or a message kept for the tables (a page may have a megabyte of title)
+TEXT_CAP = 500
 
 # the host name of an http(s) URL: after any user info, before any port (urlsplit's
 # `hostname`, at a tenth of its cost: it runs once per record)
@@ -54,6 +56,10 @@ def output_files(out_dir: Path) -> tuple[list[Path], list[Path]]:
     """The record files (every shard, JSONL or CSV) and the stats files of an output folder."""
     names = sorted(p for p in out_dir.iterdir() if p.is_file())
     return [p for p in names if _RECORDS.fullmatch(p.name)], [p for p in names if _STATS.fullmatch(p.name)]
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= TEXT_CAP else text[: TEXT_CAP - 1] + "\u2026"
 
 
 # --- reading -------------------------------------------------------------------
@@ -333,7 +339,7 @@ class Collector:
             host.errors[kind] += 1
             kept = self.failures.setdefault(kind, [])
             if len(kept) < TOP:
-                kept.append(Failure(url, status, str(error.get("message") or "")))
+                kept.append(Failure(url, status, _cap(str(error.get("message") or ""))))
 
         attempts = r.get("attempts")
         elapsed = r.get("elapsed_ms")
@@ -343,7 +349,7 @@ class Collector:
             if len(slowest) < TOP or elapsed > slowest[0][0]:
                 title = r.get("title")
                 row = Row(elapsed, url, status, attempts if isinstance(attempts, int) else None,
-                          title if isinstance(title, str) else None, kind)
+                          _cap(title) if isinstance(title, str) else None, kind)
                 # the record's position breaks ties: the earlier record ranks first
                 item = (elapsed, -self.pages, row)
                 if len(slowest) < TOP:
