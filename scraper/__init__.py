@@ -4,12 +4,14 @@ The layers, top to bottom (each imports only those below it):
 
     cli                 flags -> Config -> Scraper.run; progress, exit codes
     pipeline            Scraper: producer -> queue -> fetchers -> batches -> parse -> sink
+    pool                the parse processes: their fork server, start, restart, shutdown
     reextract           Scraper.reparse: a crawl's records parsed again from its archive
     report              an output folder -> report.html (`report` command, `[output] report`)
     fetch, limits,      one request and its limits; robots.txt; the crawl's state
     robots, frontier,   (in this process, or in Redis); since: the index of an
     since               earlier crawl that a recrawl (`--since`) asks per URL
-    sinks, sources,     records out and back in; where the seeds come from; counts
+    sinks, stdout,      records out (to files, or to stdout) and back in (for --resume,
+    reader, sources,    and read_pages); where the seeds come from; counts
     stats, archive      (archive: every HTTP exchange to a WARC file, and read back)
     parse               bytes -> fields, in worker processes (never imports aiohttp)
     config, page,       the small shared rooms
@@ -20,6 +22,7 @@ from .config import Config, load_config
 from .errors import ConfigError, OutputError, OutputExistsError, ScraperError, UsageError
 from .page import Page, PageError
 from .pipeline import Scraper, scrape
+from .reader import read_pages
 from .stats import Stats
 from .version import __version__
 
@@ -36,5 +39,6 @@ __all__ = [
     "UsageError",
     "__version__",
     "load_config",
+    "read_pages",
     "scrape",
 ]

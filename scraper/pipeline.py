@@ -25,6 +25,7 @@ How the parts meet, and why they cannot deadlock:
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import threading
@@ -50,9 +51,10 @@ from .pool import ParsePool, check_sendable
 from .render import Rendered, Renderer, find_browser
 from .robots import RobotsCache
 from .since import Earlier, EarlierCrawl
-from .sinks import RecordFormat, columns, csv_header, read_back, sink_path, truncate_torn
+from .sinks import RecordFormat, columns, csv_header, iter_records, read_back, sink_path, truncate_torn
 from .sources import numbered, open_source
 from .stats import Stats, Tally
+from .stdout import OutputClosed, StdoutSink
 from .urls import LinkFilter, host_key, is_sitemap_url, normalize
 
 __all__ = ["GRACE_S", "Scraper", "scrape"]
@@ -71,7 +73,7 @@ Extract = Callable[[Any, Page], dict]
 class Progress(Protocol):
     """What `Scraper.run` reports to (the CLI's progress bar and log)."""
 
-    def start(self, counts: Callable[[], tuple[int, int, int]]) -> None: ...
+    def start(self, counts: Callable[[], tuple[int, int, int, int]]) -> None: ...
     def page(self, page: Page) -> None: ...
     def stop(self) -> None: ...
 
@@ -232,6 +234,8 @@ class Scraper:
         self.interrupted_by = None  # a Scraper may run again after an interrupted run
         self._require_extras()
         c = self.config
+        if c.output.dir == "-":
+            return await self._run_to_stdout(source, resume=resume, progress=progress)
         out_dir = Path(c.output.dir)
         report = c.output.report and c.output.dir != "-"  # `--output -` writes no file
         if report:  # a missing extra is said before anything starts, not after the crawl
@@ -287,6 +291,7 @@ class Scraper:
 
         if archive is not None:
             archive.open(append=resume)  # a torn last member is cut off before anything is appended
+        resumed = tally.pages
         records = RecordFormat(fmt, self.record_keys)
         try:
             await frontier.open_output(path, records.header)  # the frontier is the file's one writer
@@ -305,6 +310,9 @@ class Scraper:
             frontier.stop()
         error: BaseException | None = None
         try:
+            # stats.json is there from the start: a killed run leaves one, and after a full disk
+            # the last one is written in the room this one leaves
+            _write_stats(run.stats(interrupted=True), stats_path)
             await run.execute(seeds)
         except BaseException as e:
             error = e
@@ -317,13 +325,19 @@ class Scraper:
                     await archive.close()
             except OutputError as e:
                 archive_error = e
+            if isinstance(error, OutputError) and path.exists():
+                # a full disk: count the records the file holds, not those that were lost
+                run.tally = Tally()
+                for record in iter_records(path):
+                    run.tally.add_record(record)
+                run.run_pages = max(0, run.tally.pages - resumed)
             failed = error is not None or archive_error is not None
             stats = run.stats(interrupted=self.interrupted_by is not None or failed)
             try:
-                stats.write(stats_path)
-            except OSError as e:
+                _write_stats(stats, stats_path)
+            except OutputError:
                 if error is None:
-                    raise OutputError(f"cannot write {stats_path}: {e.strerror or e}") from None
+                    raise
         if archive_error is not None:
             raise archive_error
         if report:
@@ -364,6 +378,61 @@ class Scraper:
         return await asyncio.to_thread(
             EarlierCrawl.read, self.config.crawl.since, output_dir=output_dir, stop=self._reading_since
         )
+
+    async def _run_to_stdout(
+        self, source: str | os.PathLike[str] | Iterable[str] | AsyncIterable[str], *, resume: bool,
+        progress: Progress | None,
+    ) -> Stats:
+        """`run` with `--output -`: the records go to stdout, and no file is written.
+
+        A reader that goes away (`| head -1`) ends the run as an interrupt would, but
+        quietly: the stats say `interrupted`, nothing is raised.
+        """
+        c = self.config
+        if resume:
+            raise UsageError("--resume needs an output folder: with --output - there is nothing to resume")
+        if c.crawl.since:
+            raise UsageError("--since needs an output folder: it cannot be used with --output -")
+        if c.frontier.backend != "memory":
+            raise UsageError(f'--output - needs [frontier] backend = "memory": with "{c.frontier.backend}" '
+                             "each worker writes its own shard to a folder")
+        seeds = open_source(source)
+        sink = StdoutSink(c.output.format, self.record_keys)
+        await sink.open()
+        # no `sink` for the run: like crawl(), it writes no file (no html/, no archive)
+        frontier = self._new_frontier()
+        run = _Run(self, sink.write, frontier, self._parse_pool(), progress=progress)
+        self._run = run
+        if self.interrupted_by is not None:  # a signal while stdout was opened
+            run.stopping = True
+            frontier.stop()
+        closed = False
+        try:
+            await run.execute(seeds)
+        except OutputClosed:
+            closed = True
+        finally:
+            self._run = None
+            try:
+                await sink.close()
+            except OutputClosed:
+                closed = True
+        return run.stats(interrupted=closed or self.interrupted_by is not None)
+
+
+def _write_stats(stats: Stats, path: Path) -> None:
+    """Write stats.json; on a full disk, into the room its previous version leaves."""
+    try:
+        try:
+            stats.write(path)
+        except OSError as e:
+            if e.errno != errno.ENOSPC or not path.exists():
+                raise
+            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+            path.unlink()
+            stats.write(path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 async def _write_report(out_dir: Path) -> None:
@@ -413,7 +482,7 @@ class _Run:
         self.progress = progress
         self.since = since
         self.link_filter = LinkFilter(self.c.crawl.same_host, self.c.crawl.allow, self.c.crawl.deny)
-        self.errors = 0
+
         self.stopping = False
         self._fatal: BaseException | None = None
         self._lags: deque[float] = deque(maxlen=50_000)
@@ -508,9 +577,19 @@ class _Run:
         for task in list(self._fetch_tasks):
             task.cancel()
 
-    def counts(self) -> tuple[int, int, int]:
-        """(pages recorded this run, pages known this run, errors) for the progress display."""
-        return self.run_pages, self.run_pages + self.frontier.outstanding, self.errors
+    def counts(self) -> tuple[int, int, int, int]:
+        """(done, known, errors, done this run) for the progress display.
+
+        Done, known and errors count the whole crawl (after `--resume`, the records
+        already in the output too). With `max_pages`, URLs past the budget get no
+        record, so known is capped at the budget (plus the records that do not
+        count against it: invalid_url and robots).
+        """
+        t = self.tally
+        known = t.pages + self.frontier.outstanding
+        if (limit := self.c.crawl.max_pages) > 0:
+            known = min(known, max(t.pages, limit + t.by_error["invalid_url"] + t.by_error["robots"]))
+        return t.pages, known, sum(t.by_error.values()), self.run_pages
 
     def stats(self, interrupted: bool) -> Stats:
         elapsed = time.monotonic() - self._started
@@ -569,8 +648,6 @@ class _Run:
             await self._emit_to(page)
         self.run_pages += 1
         kind = page.error.kind if page.error else None
-        if kind is not None:
-            self.errors += 1
         self.tally.add(page.status, page.ok, page.bytes, kind, page.changed)
         if self.progress is not None:
             self.progress.page(page)

@@ -28,10 +28,11 @@ class Progress:
         env = os.environ.get("SCRAPER_PROGRESS_INTERVAL")
         self.interval = interval or (float(env) if env else (0.2 if self.tty else 5.0))
         self._task: asyncio.Task[None] | None = None
-        self._counts: Callable[[], tuple[int, int, int]] | None = None
+        self._counts: Callable[[], tuple[int, ...]] | None = None
         self._started = time.monotonic()
 
-    def start(self, counts: Callable[[], tuple[int, int, int]]) -> None:
+    def start(self, counts: Callable[[], tuple[int, ...]]) -> None:
+        """`counts()` gives (done, known, errors[, done this run]): the rate is this run's."""
         self._counts = counts
         self._started = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._tick())
@@ -63,9 +64,9 @@ class Progress:
 
     def line(self) -> str:
         assert self._counts is not None
-        done, known, errors = self._counts()
+        done, known, errors, *this_run = self._counts()
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        rate = done / elapsed
+        rate = (this_run[0] if this_run else done) / elapsed
         if self.tty:
             width = 24
             filled = int(width * done / known) if known else 0

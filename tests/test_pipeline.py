@@ -205,13 +205,27 @@ async def test_library_crawl_streams_pages_and_writes_no_files(serve, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+def gated_pages(gate: asyncio.Event) -> web.RequestHandler:
+    """/0 answers at once, every other page once `gate` is set: the crawl cannot run ahead of the test."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path != "/0":
+            await gate.wait()
+        return web.Response(text=html(f"page {request.path}"), content_type="text/html")
+
+    return handler
+
+
 async def test_breaking_out_of_crawl_stops_it(serve, tmp_path):
-    site = await serve(slow_pages(0.01))
+    gate = asyncio.Event()
+    site = await serve(gated_pages(gate))
     async with Scraper(config(tmp_path, fetch={"concurrency": 2})) as s:
         async for _ in s.crawl([site.url(f"/{i}") for i in range(100)]):
             break
-    await asyncio.sleep(0.1)
-    assert sum(site.hits.values()) < 20
+        gate.set()
+        hits = sum(site.hits.values())
+        await asyncio.sleep(0.1)
+    assert sum(site.hits.values()) == hits <= 3  # /0 and the two in flight; nothing after the break
 
 
 def scrape_in_thread(url, tmp):
@@ -268,13 +282,15 @@ async def test_save_html_keeps_bodies_named_by_hash(serve, tmp_path):
 
 
 async def test_interrupt_right_after_crawl_starts(serve, tmp_path):
-    site = await serve(slow_pages(0.05))
+    gate = asyncio.Event()
+    site = await serve(gated_pages(gate))
     async with Scraper(config(tmp_path)) as s:
         pages = []
         async for page in s.crawl([site.url(f"/{i}") for i in range(50)]):
             pages.append(page)
             s.interrupt()
-    assert 1 <= len(pages) < 50
+            gate.set()  # the requests in flight finish within their grace; no new one starts
+    assert 1 <= len(pages) <= 1 + 4  # /0, and what per_host let start before the interrupt
     async with Scraper(config(tmp_path)) as s:
         gen = s.crawl([site.url("/x")])
         first = asyncio.ensure_future(gen.__anext__())
