@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
+import os
 import sys
 
 from aiohttp import web
@@ -52,3 +54,24 @@ async def test_products_to_csv(serve, tmp_path):
     ]
     assert site.requests("/about") == 0  # not allowed by the example's [crawl].allow
     assert "3 products written" in err.decode()
+
+
+async def test_quickstart_crawls_the_example_site_and_leaves_nothing_running(tmp_path):
+    from tests.test_pool import alive, wait_for_tree
+
+    with open(tmp_path / "stderr", "wb") as err:  # a file, not a pipe: its end would wait for every holder
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "examples" / "quickstart.py"), "--output", str(tmp_path / "out"),
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=asyncio.subprocess.DEVNULL, stderr=err,
+        )
+        tree = await wait_for_tree(proc.pid, 1)  # the parse pool's fork server or resource tracker, at least
+        code = await asyncio.wait_for(proc.wait(), 60)
+    stderr = (tmp_path / "stderr").read_text()
+
+    assert code == 0, stderr
+    assert alive(tree) == []
+    lines = (tmp_path / "out" / "pages.jsonl").read_text().splitlines()
+    records = {r["url"].split("/", 3)[3]: r for r in map(json.loads, lines)}
+    assert len(records) == 13 and records["articles/asyncio.html"]["ok"]
+    assert records["private/secret.html"]["error"]["kind"] == "robots"  # the site's robots.txt is obeyed
+    assert "done: 13 pages (11 ok, 2 failed)" in stderr
