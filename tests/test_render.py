@@ -238,6 +238,66 @@ async def test_hanging_script_is_a_render_error_after_retries(serve: Any, tmp_pa
     never.set()
 
 
+async def test_a_crashed_browser_is_started_again_and_its_page_retried(
+    serve: Any, tmp_path: Path, browser_tmp: Path
+) -> None:
+    reached = asyncio.Event()
+    never = asyncio.Event()
+    tries = 0
+
+    async def script(request: web.Request) -> web.Response:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            reached.set()  # the browser is rendering the page: now it dies
+            await never.wait()
+        return web.Response(text="document.title = 'after the crash'", content_type="application/javascript")
+
+    server = await serve(_site({"/crash": text('<title>before</title><script src="/crash.js"></script>'),
+                                "/crash.js": script}))
+    c = _render_config(tmp_path, {"mode": "always", "wait": "load"}, retry={"attempts": 2})
+    crawl = asyncio.create_task(_crawl(c, [server.url("/crash")]))
+    await asyncio.wait_for(reached.wait(), 60)
+    browsers = [pid for pid in _chromium_processes(str(browser_tmp)) if b"--type=" not in _cmdline(pid)]
+    assert len(browsers) == 1
+    os.kill(browsers[0], signal.SIGKILL)
+    pages = await asyncio.wait_for(crawl, 60)
+    never.set()
+    page = pages[server.url("/crash")]
+    assert page.rendered is True and page.error is None and page.title == "after the crash"
+    assert tries == 2
+
+
+async def test_browsers_are_recycled(serve: Any, tmp_path: Path, browser_tmp: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from scraper import render
+
+    launches = 0
+    launch = render.Renderer._launch
+
+    async def counted(self: Any) -> Any:
+        nonlocal launches
+        launches += 1
+        return await launch(self)
+
+    monkeypatch.setattr(render, "RECYCLE_AFTER", 2)
+    monkeypatch.setattr(render.Renderer, "_launch", counted)
+    server = await serve(_site())
+    c = _render_config(tmp_path, {"mode": "always", "pages": 1})
+    pages = await _crawl(c, [server.url(p) for p in ("/shell", "/plain", "/matched", "/from-script", "/static-link")])
+    assert all(p.rendered for p in pages.values()) and len(pages) == 5
+    assert launches == 3  # 2 + 2 + 1 pages
+    assert len([p for p in _chromium_processes(str(browser_tmp)) if b"--type=" not in _cmdline(p)]) == 0
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 async def test_cli_leaves_no_browser_behind(serve: Any, tmp_path: Path, browser_tmp: Path) -> None:
     server = await serve(_site())
     (tmp_path / "urls.txt").write_text(server.url("/shell") + "\n" + server.url("/plain") + "\n")
