@@ -17,8 +17,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
-__all__ = ["Limiter", "LimiterClosed"]
+__all__ = ["FINISHING", "Limiter", "LimiterClosed"]
+
+#: True in a task whose requests belong to a page under way (a render's): after `close()`
+#: they may still start, so the page can finish within the interrupt's grace
+FINISHING: ContextVar[bool] = ContextVar("FINISHING", default=False)
 
 
 class LimiterClosed(Exception):
@@ -48,11 +53,16 @@ class Limiter:
         self._hosts: dict[str, _Host] = {}
         self._created = 0
         self.in_flight = 0
-        self.closed = False
+        self._closed = False
 
     def close(self) -> None:
-        """Refuse every request that has not started yet (an interrupt)."""
-        self.closed = True
+        """Refuse every request that has not started yet (an interrupt), but those of pages under way."""
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        """Whether a request starting now is refused (`LimiterClosed`)."""
+        return self._closed and not FINISHING.get()
 
     def _host(self, host: str) -> _Host:
         h = self._hosts.get(host)

@@ -30,9 +30,12 @@ break a rule. For each request:
 * WebSockets are refused.
 
 A refused or failed sub-request is aborted and the page goes on rendering without it.
-Once the run stops (SIGINT/SIGTERM), the limiter refuses new requests: a render that
-then misses one raises `LimiterClosed`, so its page is not recorded half-built and a
-resumed run fetches it again.
+When the run stops (SIGINT/SIGTERM), the limiter refuses new requests, but a render
+under way runs in its page's fetch task, which gets the interrupt's grace, and its
+requests are marked (`limits.FINISHING`) as belonging to a page under way: they may
+still start, so the page can finish and be recorded within the grace, as a request in
+flight can. When the grace runs out the render is cancelled with its task, and the
+page is fetched again by a resumed run.
 
 Failures. A render that fails or exceeds `timeout` is retried with the fetch's
 policy (`[retry]`: attempts, backoff doubling with jitter, `max_backoff`), then the
@@ -65,7 +68,7 @@ from yarl import URL
 from .config import Config, RenderConfig
 from .errors import UsageError
 from .fetch import Fetcher, FetchResult
-from .limits import Limiter, LimiterClosed
+from .limits import FINISHING, Limiter, LimiterClosed
 from .page import PageError
 from .parse import decode, visible_text
 from .urls import normalize
@@ -368,6 +371,7 @@ class Renderer:
                 raise  # the handler itself was cancelled, not just its request
 
     async def _answer(self, route: Route, tab: _Tab) -> None:
+        FINISHING.set(True)  # this task's own context: the page is under way, it gets an interrupt's grace
         request = route.request
         try:
             if request.resource_type in self._block or not request.url.startswith(("http://", "https://")):

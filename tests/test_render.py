@@ -344,6 +344,49 @@ async def test_no_browser_outlives_a_killed_run(serve: Any, tmp_path: Path, brow
     assert _chromium_processes(str(browser_tmp)) == []
 
 
+async def test_a_render_under_way_gets_the_interrupts_grace(serve: Any, tmp_path: Path, browser_tmp: Path) -> None:
+    reached = asyncio.Event()
+    interrupted = asyncio.Event()
+
+    async def first(request: web.Request) -> web.Response:
+        reached.set()
+        await interrupted.wait()  # answered only once the run is stopping
+        script = "fetch('/after.json').then(r => r.json()).then(d => { document.title = d.title; })"
+        return web.Response(text=script, content_type="application/javascript")
+
+    page = '<title>before</title><script src="/first.js"></script>'
+    server = await serve(_site({"/slow": text(page), "/first.js": first,
+                                "/after.json": text('{"title": "finished in the grace"}', "application/json")}))
+    (tmp_path / "urls.txt").write_text(server.url("/slow") + "\n")
+    cfg = write_config(tmp_path / "c.toml", '[fetch]\nobey_robots = false\n[render]\nmode = "always"\n'
+                                            'wait = "networkidle"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scraper", str(tmp_path / "urls.txt"), "--config", str(cfg),
+        "--output", str(tmp_path / "out"),
+        env={**os.environ, "PYTHONPATH": str(ROOT), "SCRAPER_GRACE_S": "60"},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        await asyncio.wait_for(reached.wait(), 60)
+        proc.send_signal(signal.SIGINT)
+        while b"finishing requests in flight" not in await asyncio.wait_for(proc.stderr.readline(), 60):
+            pass
+        interrupted.set()  # the run is stopping: the page's next request comes after the interrupt
+        await asyncio.wait_for(proc.stderr.read(), 60)
+        code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 130
+    records = read_jsonl(tmp_path / "out" / "pages.jsonl")
+    assert len(records) == 1 and records[0]["rendered"] is True
+    assert records[0]["title"] == "finished in the grace"
+    assert server.requests("/after.json") == 1
+    assert _chromium_processes(str(browser_tmp)) == []
+
+
 async def test_missing_playwright_is_exit_2_naming_the_extra(serve: Any, tmp_path: Path) -> None:
     server = await serve(_site())
     (tmp_path / "urls.txt").write_text(server.url("/shell") + "\n")
