@@ -261,26 +261,76 @@ async def test_per_host_limit_holds_over_all_workers(serve: Any, redis_server: R
     assert site.most_workers_in_flight == 2  # while they competed for the host
 
 
+class HostStarts:
+    """The request starts the workers wrote to Redis, in Redis's own clock (read with MONITOR).
+
+    A worker starting a request under a delay sets the host's next allowed start:
+    `SET ...host:H:next <start ms + delay ms>`. These are the starts as the scraper
+    made them; a server sees each one after a lag that a loaded machine stretches.
+    """
+
+    def __init__(self, redis_server: RedisServer, host: str) -> None:
+        self.redis_server = redis_server
+        self.key_end = f":host:{host}:next"
+        self.next_ms: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+        self._mark = "mark-" + uuid.uuid4().hex
+        self._marked = asyncio.Event()
+
+    async def __aenter__(self) -> HostStarts:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis(host="127.0.0.1", port=self.redis_server.port)
+        monitor = client.monitor()
+        await monitor.__aenter__()  # MONITOR is on before any worker starts
+
+        async def listen() -> None:
+            try:
+                async for command in monitor.listen():
+                    words = command["command"].split()
+                    if words[-1:] == [self._mark]:
+                        self._marked.set()
+                    elif len(words) >= 3 and words[0].upper() == "SET" and words[1].endswith(self.key_end):
+                        self.next_ms.append(int(words[2]))
+            finally:
+                await monitor.__aexit__()
+                await client.aclose()
+
+        self._task = asyncio.create_task(listen())
+        return self
+
+    async def read_all(self) -> None:
+        """Wait until MONITOR has shown every command sent so far: it shows them in order,
+        so once it shows a mark sent now, the commands before it were read."""
+        self.redis_server.client().echo(self._mark)  # type: ignore[attr-defined]
+        async with asyncio.timeout(30):
+            await self._marked.wait()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.wait([self._task])
+
+
 async def test_delay_holds_over_all_workers(serve: Any, redis_server: RedisServer, tmp_path: Path):
     site = await start_site(serve, Site(pages=24, delay=0.0))
     name = job()
     out = tmp_path / "out"
     procs = []
-    for k, w in enumerate(("w1", "w2", "w3")):
-        urls, cfg = worker_files(tmp_path, redis_server.url, name, w, own_seeds(site, k), depth=0, delay=0.05)
-        procs.append(await start_worker(w, urls, cfg, out))
-    results = await asyncio.gather(*(finish(p) for p in procs))
+    async with HostStarts(redis_server, site.server.host) as starts:
+        for k, w in enumerate(("w1", "w2", "w3")):
+            urls, cfg = worker_files(tmp_path, redis_server.url, name, w, own_seeds(site, k), depth=0, delay=0.05)
+            procs.append(await start_worker(w, urls, cfg, out))
+        results = await asyncio.gather(*(finish(p) for p in procs))
+        await starts.read_all()
     assert [code for code, _ in results] == [0, 0, 0], results
     assert_exactly_once(out, site.urls())
     assert sorted(site.by_worker.values()) == [8, 8, 8]
-    starts = sorted(t for t, _ in site.server.starts)
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # 50 ms between request starts over the three workers (measured here, the server's clock
-    # also sees each worker's event-loop jitter between its start and its bytes arriving):
-    # no two starts close together, and on average the delay apart. Without a shared delay the
-    # three workers would start together, a few ms apart.
-    assert min(gaps) >= 0.025, gaps
-    assert starts[-1] - starts[0] >= 0.05 * len(gaps) * 0.95, gaps
+    # 50 ms between request starts over the three workers, in Redis's clock (whole ms): without
+    # a shared delay the three workers would start together, a few ms apart
+    assert len(starts.next_ms) == 24, starts.next_ms
+    gaps = [b - a for a, b in itertools.pairwise(starts.next_ms)]
+    assert min(gaps) >= 50, gaps
 
 
 async def test_unreachable_redis_is_a_usage_error(tmp_path: Path):
