@@ -199,8 +199,8 @@ def page_handler(text: str, content_type: str = "text/html", status: int = 200) 
 
 
 def config(tmp_path: Path | None = None, **sections: dict[str, Any]) -> Config:
-    """A Config for tests: robots off, no retry waits, small pool; sections override."""
-    fetch = {"obey_robots": False, "timeout": 10.0, **sections.pop("fetch", {})}
+    """A Config for tests: robots off, no retry waits, small pool, a 30 s timeout; sections override."""
+    fetch = {"obey_robots": False, "timeout": 30.0, **sections.pop("fetch", {})}
     retry = {"backoff": 0.01, "max_backoff": 0.2, **sections.pop("retry", {})}
     parse = {"workers": 1, **sections.pop("parse", {})}
     output = {"dir": str(tmp_path / "out") if tmp_path else "output", **sections.pop("output", {})}
