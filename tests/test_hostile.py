@@ -88,8 +88,8 @@ async def test_slow_drip_and_silent_server_time_out_within_the_timeout(serve: An
         assert timeout * 1000 - 50 <= page.elapsed_ms <= (timeout + 0.7 + late) * 1000, (page.elapsed_ms, late)
     assert pages[srv.url("/drip")].status == 200  # headers came, the body never finished
     assert pages[srv.url("/silent")].status is None
-    # both ran side by side: attempts x timeout, plus backoff and slack
-    assert wall < attempts * (timeout + 0.7) + 1.0 + late, (wall, late)
+    # both ran side by side (the time that takes is a figure for benchmarks/, not a test)
+    assert srv.max_in_flight == 2
     print(f"timeouts: final attempts {pages[srv.url('/drip')].elapsed_ms} / {pages[srv.url('/silent')].elapsed_ms} ms,"
           f" {attempts} attempts in {wall:.2f} s")
 
@@ -414,9 +414,8 @@ async def test_error_kinds_are_told_apart(serve: Any, raw_serve: Any, tmp_path: 
         raws["broken-chunks"].url("/"): ("protocol", 200, attempts),
     }
     cfg = config(fetch={"timeout": 1.0, "connect_timeout": 1.0}, retry={"attempts": attempts})
-    t0 = time.monotonic()
-    pages = await crawl(cfg, list(expected))
-    wall = time.monotonic() - t0
+    async with LoopLag() as lag:
+        pages = await crawl(cfg, list(expected))
     got = {url: (p.error.kind if p.error else None, p.status, p.attempts) for url, p in pages.items()}
     assert got == expected, {u: (g, pages[u].error) for u, g in got.items() if g != expected[u]}
     for url, page in pages.items():
@@ -427,7 +426,9 @@ async def test_error_kinds_are_told_apart(serve: Any, raw_serve: Any, tmp_path: 
     assert "certificate" in pages[tls_srv.url("/", scheme="https")].error.message  # type: ignore[union-attr]
     assert "no-such-host.invalid" in pages["http://no-such-host.invalid/"].error.message  # type: ignore[union-attr]
     assert web_srv.requests("/plain") == 0  # the TLS hello never made an HTTP request
-    assert wall < 6, wall
+    # none held the run past its timeout (plus what the load ate, measured)
+    late = 2 * lag.worst()
+    assert max(p.elapsed_ms for p in pages.values()) <= (1.0 + 0.7 + late) * 1000, (pages, late)
 
 
 async def test_self_signed_tls_is_fetched_when_verify_tls_is_off(raw_serve: Any, tmp_path: Path) -> None:
