@@ -42,6 +42,7 @@ import gc
 import io
 import os
 import pickle
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -217,22 +218,33 @@ class _Server:
             if self._users > 0 or self.server is None:
                 return
             server, self.server = self.server, None
-            server._stop()  # closes its "alive" pipe, then waits for it to exit
+            self._end(server)
             if self._own_tracker:
                 # the pool's semaphores must be gone first: each unregisters itself when collected,
                 # and a message to a stopped tracker would start a new one
                 gc.collect()
                 resource_tracker._resource_tracker._stop()
 
-    def kill(self) -> None:
-        server = self.server
-        pid = getattr(server, "_forkserver_pid", None)
+    @staticmethod
+    def _end(server: forkserver.ForkServer) -> None:
+        """Stop the fork server and reap it.
+
+        Killed, not asked to exit: it holds nothing to save, and a Python process that
+        imported lxml and bs4 takes seconds to shut itself down on a busy machine.
+        """
+        pid = server._forkserver_pid
         if pid is not None:
             try:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
+        server._stop()  # closes its "alive" pipe, reaps it, removes its socket file
+
+    def kill(self) -> None:
+        with self._lock:
+            server, self.server = self.server, None
+            if server is not None:
+                self._end(server)
 
     def connect(self, fds: list[int]) -> tuple[int, int]:
         server = self.server
@@ -289,8 +301,6 @@ _init_error: str | None = None
 def _init_worker(payload: bytes, main_pid: int) -> None:
     """Process-pool initializer: leave signals to the main process, die with it, load the Parser."""
     global _parser, _init_error
-    import signal
-
     # Ctrl-C reaches the whole process group; the main process decides what happens
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -344,7 +354,6 @@ def _die_with_parent() -> None:
     """Ask Linux to kill this worker when its parent (the fork server) dies, even by SIGKILL."""
     try:
         import ctypes
-        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
