@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import random
 import socket
 import ssl
 import time
@@ -120,10 +119,6 @@ class _PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
-class _Retry(Exception):
-    pass
-
-
 #: Called after every request that got a response head (each attempt, each redirect hop,
 #: robots.txt too) with that response, its body read or abandoned, and the hop's result.
 ExchangeHook = Callable[[aiohttp.ClientResponse, FetchResult], None]
@@ -224,30 +219,37 @@ class Fetcher:
                 headers_at=url if headers_at is None else headers_at,
             )
 
-        # The first try runs bare: most URLs need one, and tenacity's bookkeeping
-        # would cost more than the request's own Python work on a fast site.
         result = await attempt()
         if r.attempts > 1 and self._retryable(result):
-            first_wait = r.backoff + random.uniform(0, r.backoff)
-            await asyncio.sleep(_wait(result, first_wait, r.max_backoff))
-            # tenacity's try k is our try k + 1: the exponential wait starts one doubling up
-            backoff = wait_exponential(multiplier=2 * r.backoff, max=r.max_backoff) + wait_random(0, r.backoff)
+            # The policy takes over from the first try, which counts as its attempt 1. That
+            # first try runs without it: most URLs need one, and tenacity's bookkeeping costs
+            # about 170 us of CPU a fetch, against ~250 us for a whole fetch from a fast local site.
+            made = [result]
 
-            def wait(state: RetryCallState) -> float:
-                return _wait(state.outcome.result(), backoff(state), r.max_backoff)  # type: ignore[union-attr]
+            async def replay_then_attempt() -> FetchResult:
+                return made.pop() if made else await attempt()
 
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(r.attempts - 1),
-                wait=wait,
-                retry=retry_if_result(self._retryable),
-                retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
-            )
-            result = await retrying(attempt)
+            result = await self._retrying()(replay_then_attempt)
         result.attempts = attempts
         if result.error is not None and result.error.kind == "blocked" and result.status is None and attempts == 1:
             # refused before anything was sent: the record of a URL never requested (SPEC 5)
             result.attempts, result.final_url, result.elapsed_ms = 0, None, 0
         return result
+
+    def _retrying(self) -> AsyncRetrying:
+        """The retry policy: `attempts` tries in all, the wait doubling from `backoff` with jitter, capped."""
+        r = self.config.retry
+        backoff = wait_exponential(multiplier=r.backoff, max=r.max_backoff) + wait_random(0, r.backoff)
+
+        def wait(state: RetryCallState) -> float:
+            return _wait(state.outcome.result(), backoff(state), r.max_backoff)  # type: ignore[union-attr]
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(r.attempts),
+            wait=wait,
+            retry=retry_if_result(self._retryable),
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        )
 
     def _retryable(self, result: FetchResult) -> bool:
         if result.error is None:

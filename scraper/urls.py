@@ -14,12 +14,11 @@ from collections.abc import Iterable
 
 from yarl import URL
 
-__all__ = ["MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "is_sitemap_url", "normalize", "resolve"]
+__all__ = ["MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "is_sitemap_url", "normalize"]
 
 #: Links longer than this are skipped: a common crawler trap.
 MAX_URL_LENGTH = 2048
 
-_WS = re.compile(r"[\t\n\r]")
 
 
 def normalize(url: str | URL) -> str | None:
@@ -37,18 +36,6 @@ def normalize(url: str | URL) -> str | None:
     if head.count("/") == 2:  # "http://a" or "http://a?q": yarl keeps it so; the normal form has a path
         text = head + "/" + sep + tail
     return text
-
-
-def resolve(base: URL, href: str) -> str | None:
-    """Resolve an href found on a page against its base URL and normalise it."""
-    href = _WS.sub("", href.strip())
-    if not href:
-        href = ""
-    try:
-        joined = base.join(URL(href))
-    except (ValueError, TypeError, UnicodeError):
-        return None
-    return normalize(joined)
 
 
 def fingerprint(url: str) -> int:
