@@ -142,6 +142,10 @@ class Scraper:
             from .markdown import require
 
             require()
+        if self.config.output.report and self.config.output.dir != "-":  # `--output -` writes no report
+            from .report import require_extra
+
+            require_extra()
 
     def _new_frontier(self) -> Frontier:
         """The frontier given to the constructor, else the one `[frontier].backend` names."""
@@ -237,11 +241,7 @@ class Scraper:
         if c.output.dir == "-":
             return await self._run_to_stdout(source, resume=resume, progress=progress)
         out_dir = Path(c.output.dir)
-        report = c.output.report and c.output.dir != "-"  # `--output -` writes no file
-        if report:  # a missing extra is said before anything starts, not after the crawl
-            from .report import require_extra
-
-            require_extra()
+        report = c.output.report
         fmt = c.output.format
         other_fmt = "csv" if fmt == "jsonl" else "jsonl"
         frontier = self._new_frontier()  # first: it names the shard (and Redis is checked before any file)

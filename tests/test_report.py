@@ -31,7 +31,7 @@ from scraper.report import write_report
 from scraper.report.collect import HOSTS_CAP, TEXT_CAP, TOP, Collector, Sketch, Timeline, iter_records, output_files
 from scraper.sinks import Sink
 from scraper.stats import Stats
-from tests.conftest import ROOT, Result, html, read_jsonl
+from tests.conftest import ROOT, Result, html, read_jsonl, run_cli
 
 CHARTS = ("timeline", "status", "errors-per-host", "times-per-host", "depth", "content-types", "body-sizes")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -327,6 +327,21 @@ async def test_report_of_a_recrawl_counts_changed_unchanged_new(serve, tmp_path)
     assert [by_id(doc, f"summary-{k}").text_content() for k in ("pages", "changed", "unchanged", "new")] == \
         ["3", "1", "1", "1"]
     assert table(doc, "status-codes") == [["200", "2"], ["304", "1"]]
+
+
+async def test_report_true_with_output_to_stdout_writes_no_file(serve, tmp_path):
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text=html("hello"), content_type="text/html")
+
+    site = await serve(hello)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "urls.txt").write_text(site.url("/") + "\n")
+    (work / "config.toml").write_text("[fetch]\nobey_robots = false\n[parse]\nworkers = 1\n[output]\nreport = true\n")
+    result = await run_cli("urls.txt", "--output", "-", cwd=work)
+    assert result.code == 0, result.stderr
+    assert [json.loads(line)["title"] for line in result.stdout.splitlines()] == ["hello"]
+    assert sorted(p.name for p in work.iterdir()) == ["config.toml", "urls.txt"]
 
 
 # --- a shared crawl's shards ---------------------------------------------------------
