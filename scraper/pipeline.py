@@ -247,8 +247,7 @@ class Scraper:
         frontier = self._new_frontier()  # first: it names the shard (and Redis is checked before any file)
         path, other = sink_path(out_dir, fmt, frontier.shard), sink_path(out_dir, other_fmt, frontier.shard)
         stats_path = out_dir / ("stats.json" if frontier.shard is None else f"stats-{frontier.shard}.json")
-        # `--output -` writes no file, so no archive either
-        archive = Archive(warc_path(out_dir, frontier.shard)) if c.output.warc and c.output.dir != "-" else None
+        archive = Archive(warc_path(out_dir, frontier.shard)) if c.output.warc else None
         if archive is not None:
             require_warcio()
 

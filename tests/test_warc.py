@@ -26,7 +26,7 @@ from warcio.archiveiterator import ArchiveIterator
 from scraper import Scraper, load_config
 from scraper.archive import whole_length
 from scraper.frontier import MemoryFrontier
-from tests.conftest import ROOT, config, html, page_handler, read_jsonl
+from tests.conftest import ROOT, config, html, page_handler, read_jsonl, run_cli
 from tests.test_interrupt import finish, start_cli, wait_lines
 from tests.test_render import browser_tmp  # noqa: F401 - a fixture
 
@@ -408,3 +408,15 @@ async def test_a_rendered_page_keeps_its_dom_and_reparses_from_it(serve, tmp_pat
     async with Scraper(c) as s:  # no browser is needed: the DOM is in the archive
         await s.reparse(out, tmp_path / "again")
     assert read_jsonl(tmp_path / "again" / "pages.jsonl") == before
+
+
+async def test_output_to_stdout_writes_no_archive(serve, tmp_path):
+    site = await serve({"/": page_handler(html("hello"))})
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "urls.txt").write_text(site.url("/") + "\n")
+    (work / "config.toml").write_text("[fetch]\nobey_robots = false\n[parse]\nworkers = 1\n[output]\nwarc = true\n")
+    result = await run_cli("urls.txt", "--output", "-", cwd=work)
+    assert result.code == 0, result.stderr
+    assert [json.loads(line)["title"] for line in result.stdout.splitlines()] == ["hello"]
+    assert sorted(p.name for p in work.iterdir()) == ["config.toml", "urls.txt"]
