@@ -217,3 +217,38 @@ def test_the_index_finds_the_response_the_record_describes(tmp_path):
     assert find_body([archive], index.get("http://h/a"), None).body == b"<p>second</p>"  # type: ignore[union-attr]
     assert find_body([archive], index.get("http://h/a"), "sha256:00") is None
     assert find_body([archive], index.get("http://h/c"), None).content_type == "text/html"  # type: ignore[union-attr]
+
+
+async def test_an_interrupted_reparse_resumes_to_the_same_output(tmp_path):
+    import asyncio
+    import os
+
+    src, _, before = await crawled_site(tmp_path)
+    cfg = config(tmp_path, parse={"batch_size": 1, "fields": {"heading": FieldSpec(selector="h1")}})  # the crawl's
+
+    gate, waiting, once = tmp_path / "gate", tmp_path / "waiting", tmp_path / "once"
+    os.mkfifo(gate)
+    os.mkfifo(waiting)
+
+    def held_once(soup: Any, page: Any) -> dict[str, Any]:
+        """The first page parsed says so, then waits at the gate (FIFOs the test opens) while the test interrupts."""
+        if not once.exists():
+            once.touch()
+            waiting.write_text("at the gate")
+            gate.read_text()
+        return {}
+
+    dst = tmp_path / "dst"
+    async with Scraper(cfg, extract=held_once) as s:
+        task = asyncio.create_task(s.reparse(src, dst))
+        assert await asyncio.to_thread(waiting.read_text) == "at the gate"
+        s.interrupt(2)
+        await asyncio.to_thread(gate.write_text, "go")
+        stats = await task
+    assert stats.interrupted and 0 < stats.run_pages < 6
+    assert json.loads((dst / "stats.json").read_text())["interrupted"] is True
+    async with Scraper(cfg) as s:
+        stats = await s.reparse(src, dst, resume=True)
+    assert not stats.interrupted and stats.pages == 6
+    after = read_jsonl(dst / "pages.jsonl")
+    assert sorted(after, key=lambda r: r["url"]) == sorted(before, key=lambda r: r["url"])  # as if never stopped
