@@ -138,10 +138,10 @@ class EarlierCrawl:
     ) -> EarlierCrawl:
         """Check `folder` as a `--since` folder, and index it.
 
-        Raises `UsageError` (exit 2) for a missing folder, a folder with no output (no
-        output file, or not one whole record in them),
-        the output folder itself, or an output written without `content_hash`.
-        `stop` set (an interrupt) ends the reading early: the run that asked stops too.
+        Raises `UsageError` (exit 2) for a missing folder, a folder with no output
+        (no output file, or not one whole record in them), the output folder
+        itself, or an output written without `content_hash`. `stop` set (an
+        interrupt) ends the reading early: the run that asked stops too.
         """
         path = Path(folder)
         if not path.is_dir():
@@ -156,6 +156,8 @@ class EarlierCrawl:
             raise UsageError(f"--since / [crawl] since: {folder} holds no crawl output (no pages.jsonl or pages.csv)")
         index = cls(path)
         for file in files:
+            if stop is not None and stop.is_set():
+                break
             index._read_file(file, stop)
         if not index.records and not (stop is not None and stop.is_set()):
             names = ", ".join(f.name for f in files)
