@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -448,6 +449,9 @@ def test_the_index_keeps_validators_and_hashes_and_reads_records_back(tmp_path):
     assert index.changed("http://h/a", False, None) is True
     assert index.changed("http://h/d", True, h) is True  # no earlier hash to compare with
     assert index.changed("http://h/failed", True, h) is None
+    stopped = threading.Event()  # an interrupt while the folder is read: the run stops, no error
+    stopped.set()
+    assert len(EarlierCrawl.read(folder, stop=stopped)) == 0
     # only the compact IMF-fixdate form is packed; anything else is kept as sent
     assert _fixdate_stamp(LM) == 784111777
     assert _fixdate_stamp("Mon, 06 Nov 1994 08:49:37 GMT") is None  # a wrong weekday
