@@ -70,8 +70,16 @@ format = "{fmt}"
     return src, base, records
 
 
-async def test_reparse_with_new_fields_while_the_site_is_down(tmp_path):
-    src, base, before = await crawled_site(tmp_path)
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[dict[str, Any]]]:
+    """One crawl of the shop (JSONL, site down afterwards) for the tests that only read it."""
+    import asyncio
+
+    return asyncio.run(crawled_site(tmp_path_factory.mktemp("shop")))
+
+
+async def test_reparse_with_new_fields_while_the_site_is_down(tmp_path, shop):
+    src, base, before = shop
     assert len(before) == 6
     cfg = write_config(tmp_path / "new.toml", """
 [parse]
@@ -131,8 +139,8 @@ def extract_price(soup: Any, page: Any) -> dict[str, Any]:
     return {"cents": int(tag.get_text()) * 100 if tag else None, "seen_url": page.url, "seen_title": page.title}
 
 
-async def test_library_reparse_takes_extract_and_resumes(tmp_path):
-    src, base, _ = await crawled_site(tmp_path)
+async def test_library_reparse_takes_extract_and_resumes(tmp_path, shop):
+    src, base, _ = shop
     cfg = config(tmp_path, parse={"fields": {"heading": FieldSpec(selector="h1")}})
     dst = tmp_path / "dst"
     async with Scraper(cfg, extract=extract_price) as s:
@@ -152,8 +160,8 @@ async def test_library_reparse_takes_extract_and_resumes(tmp_path):
     assert (dst / "pages.jsonl").read_bytes() == data
 
 
-async def test_reparse_bad_inputs(tmp_path):
-    src, _, _ = await crawled_site(tmp_path)
+async def test_reparse_bad_inputs(tmp_path, shop):
+    src, _, _ = shop
     dst = tmp_path / "dst"
 
     async def cli(*args: str) -> tuple[int, str]:
@@ -219,11 +227,11 @@ def test_the_index_finds_the_response_the_record_describes(tmp_path):
     assert find_body([archive], index.get("http://h/c"), None).content_type == "text/html"  # type: ignore[union-attr]
 
 
-async def test_an_interrupted_reparse_resumes_to_the_same_output(tmp_path):
+async def test_an_interrupted_reparse_resumes_to_the_same_output(tmp_path, shop):
     import asyncio
     import os
 
-    src, _, before = await crawled_site(tmp_path)
+    src, _, before = shop
     cfg = config(tmp_path, parse={"batch_size": 1, "fields": {"heading": FieldSpec(selector="h1")}})  # the crawl's
 
     gate, waiting, once = tmp_path / "gate", tmp_path / "waiting", tmp_path / "once"
