@@ -177,8 +177,18 @@ async def reextract(
 def _prepare(archives: list[Path], inputs: list[Path]) -> tuple[ArchiveIndex, int]:
     """The archive's index, and the number of SRC's records (for the progress display)."""
     index = index_archives(archives)
-    total = sum(1 for f in inputs for _ in iter_records(f))
-    return index, total
+    return index, sum(_count(f) for f in inputs)
+
+
+def _count(path: Path) -> int:
+    """About how many records a file holds: its lines for JSONL (no decoding), its rows for CSV."""
+    if path.suffix != ".jsonl":
+        return sum(1 for _ in iter_records(path))
+    lines = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            lines += chunk.count(b"\n")
+    return lines
 
 
 #: SRC's records of one batch, the positions of those sent to the pool, and the pool's answer
