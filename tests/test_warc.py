@@ -325,6 +325,17 @@ async def start_site(handler: Any) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+async def test_a_bad_warc_value_is_exit_2_naming_the_key_and_file(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[output]\nwarc = "yes"\n')
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:9/\n")
+    result = await run_cli(str(tmp_path / "urls.txt"), "--config", str(cfg), "--output", str(tmp_path / "out"))
+    assert result.code == 2
+    line = f"scraper: error: {cfg}: output.warc must be true or false, not 'yes'"
+    assert result.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "out").exists()
+
+
 async def test_warc_without_warcio_is_one_line_naming_the_extra(tmp_path):
     fake = tmp_path / "fake" / "warcio"
     fake.mkdir(parents=True)
