@@ -170,6 +170,30 @@ async def test_auto_renders_shells_only_under_the_crawls_rules(serve: Any, tmp_p
     assert server.requests("/style.css") == 1
 
 
+async def test_sub_requests_keep_to_the_private_address_rule(serve: Any, tmp_path: Path, browser_tmp: Path) -> None:
+    """A page from a public host may not have the browser reach a private address: its requests are refused."""
+    from scraper.fetch import Fetcher
+    from scraper.limits import Limiter
+    from scraper.render import Rendered, Renderer, find_browser
+
+    server = await serve(_site())
+    c = _render_config(tmp_path, {"mode": "always"})
+    limiter = Limiter(c.fetch.concurrency, c.fetch.per_host, c.fetch.delay)
+    async with Fetcher(c, limiter) as fetcher:
+        renderer = Renderer(c, fetcher, limiter, None, await find_browser(c.render))
+        try:
+            fetched = await fetcher.fetch(server.url("/shell"), allow_private=True)
+            # as if the page had come from a public host: its scripts may not reach 127.0.0.1
+            refused = await renderer.visit(fetched, allow_private=False)
+            allowed = await renderer.visit(fetched, allow_private=True)
+        finally:
+            await renderer.close()
+    assert isinstance(refused, Rendered) and refused.error is None  # the page still rendered
+    assert b"Built by a script" not in (refused.body or b"")
+    assert isinstance(allowed, Rendered) and b"Built by a script" in (allowed.body or b"")
+    assert server.requests("/app.js") == 1 and server.requests("/data.json") == 1  # the allowed render's only
+
+
 async def test_always_renders_every_html_page_and_blocks_types(serve: Any, tmp_path: Path, browser_tmp: Path) -> None:
     server = await serve(_site({"/doc.pdf": _pdf}))
     c = _render_config(tmp_path, {"mode": "always", "block": ["image", "stylesheet"]})
