@@ -7,6 +7,8 @@ The layers, top to bottom (each imports only those below it):
     pool                the parse processes: their fork server, start, restart, shutdown
     reextract           Scraper.reparse: a crawl's records parsed again from its archive
     report              an output folder -> report.html (`report` command, `[output] report`)
+    render              a headless Chromium for pages built by scripts; its requests go through
+                        the fetcher, limits and robots below (`[render]`)
     fetch, limits,      one request and its limits; robots.txt; the crawl's state
     robots, frontier,   (in this process, or in Redis); since: the index of an
     since               earlier crawl that a recrawl (`--since`) asks per URL
