@@ -8,8 +8,8 @@
    the seeds).
 2. Crawls `--pages` of them, listed as seeds, once with `[render] mode = "never"`
    and once with `"always"`, in one process: pages/s of each and their ratio.
-3. Crawls `--memory-pages` pages with `"always"` (following the links the scripts
-   build) while sampling, every 0.5 s, the memory of every Chromium process of
+3. Crawls `--memory-pages` other pages with `"always"` (listed as seeds; `wait =
+   "load"`: the tabs' work without the idle wait) while sampling, every 0.5 s, the memory of every Chromium process of
    the run: the sum of their RSS (shared pages counted in each process) and of
    their PSS (shared pages split between them: the real footprint). Prints the
    samples by tenths of the crawl, so a leak would show as a climb.
@@ -92,14 +92,14 @@ def chromium_memory(marker: str) -> tuple[int, int, int]:
     return count, rss, pss
 
 
-def make_config(out: Path, mode: str, render_pages: int, depth: int = 0, max_pages: int = 0) -> Config:
+def make_config(out: Path, mode: str, render_pages: int, wait: str = "networkidle") -> Config:
     # `wait = "load"` would read the DOM before the script's data came: wait for the network to settle
     return Config(
         fetch=FetchConfig(obey_robots=False, per_host=16, concurrency=32),
         parse=ParseConfig(workers=1),
         output=OutputConfig(dir=str(out)),
-        crawl=CrawlConfig(depth=depth, max_pages=max_pages),
-        render=RenderConfig(mode=mode, pages=render_pages, wait="networkidle"),
+        crawl=CrawlConfig(),
+        render=RenderConfig(mode=mode, pages=render_pages, wait=wait),
     )
 
 
@@ -123,58 +123,66 @@ async def main() -> None:
 
     marker = tempfile.mkdtemp(prefix="scraper-bench-render-", dir="/tmp")
     os.environ["TMPDIR"] = marker  # the browsers' profiles go here: how their processes are found
-    total = max(args.pages, args.memory_pages)
+    total = args.pages + args.memory_pages
     runner, base = await start_site(total)
     out = Path(marker) / "out"
     try:
         seeds = [f"{base}/page/{n}" for n in range(args.pages)]
-        plain_config = make_config(out, "never", args.render_pages)
-        rendered_config = make_config(out, "always", args.render_pages)
-        await crawl(plain_config, seeds[:20])  # warm up: the parse processes, the server
-        n_plain, _, t_plain = await crawl(plain_config, seeds)
-        n_rendered, n_did, t_rendered = await crawl(rendered_config, seeds)
-        plain_rate, rendered_rate = n_plain / t_plain, n_rendered / t_rendered
-        print(f"plain:    {n_plain} pages in {t_plain:.2f} s = {plain_rate:.1f} pages/s")
-        print(f"rendered: {n_rendered} pages ({n_did} rendered, [render] pages = {args.render_pages}, "
-              f"wait = networkidle) in {t_rendered:.2f} s = {rendered_rate:.2f} pages/s")
-        print(f"ratio:    plain / rendered = {plain_rate / rendered_rate:.1f}")
-
-        # memory over a long rendered crawl that follows the links the scripts build
-        memory_config = make_config(out, "always", args.render_pages, depth=1_000_000, max_pages=args.memory_pages)
-        samples: list[tuple[int, int, int, int]] = []  # (pages done, processes, rss, pss)
-        done = 0
-
-        async def sample() -> None:
-            while True:
-                samples.append((done, *chromium_memory(marker)))
-                await asyncio.sleep(0.5)
-
-        sampler = asyncio.create_task(sample())
-        started = time.monotonic()
-        async with Scraper(memory_config) as s:
-            async for page in s.crawl([f"{base}/page/0"]):
-                done += 1
-                assert page.rendered, page.error
-        elapsed = time.monotonic() - started
-        sampler.cancel()
-        print(f"memory:   {done} pages rendered in {elapsed:.1f} s ({done / elapsed:.2f} pages/s), "
-              f"{len(samples)} samples")
-        print("  pages done   processes   RSS sum (MB)   PSS sum (MB)   (median of the samples in each tenth)")
-        step = max(1, args.memory_pages // 10)
-        for lo in range(0, args.memory_pages, step):
-            part = [s for s in samples if lo <= s[0] < lo + step and s[1] > 0]
-            if not part:
-                continue
-            procs, rss, pss = (statistics.median(s[i] for s in part) for i in (1, 2, 3))
-            print(f"  {lo:5d}-{lo + step - 1:<5d} {procs:10.0f} {rss / 1e6:14.0f} {pss / 1e6:14.0f}")
-        busy = [s for s in samples if s[1] > 0]
-        if busy:
-            peak_rss, peak_pss = max(s[2] for s in busy) / 1e6, max(s[3] for s in busy) / 1e6
-            print(f"  peak: RSS sum {peak_rss:.0f} MB, PSS sum {peak_pss:.0f} MB, {max(s[1] for s in busy)} processes")
-        print(f"  after the crawl: {chromium_memory(marker)[0]} Chromium processes left")
+        if args.pages:
+            await rate(seeds, out, args.render_pages)
+        await memory([f"{base}/page/{n}" for n in range(args.pages, total)], out, args.render_pages, marker)
     finally:
         await runner.cleanup()
         shutil.rmtree(marker, ignore_errors=True)
+
+
+async def rate(seeds: list[str], out: Path, render_pages: int) -> None:
+    """Pages/s of one site crawled plain and rendered."""
+    plain_config = make_config(out, "never", render_pages)
+    rendered_config = make_config(out, "always", render_pages)
+    await crawl(plain_config, seeds[:20])  # warm up: the parse processes, the server
+    n_plain, _, t_plain = await crawl(plain_config, seeds)
+    n_rendered, n_did, t_rendered = await crawl(rendered_config, seeds)
+    plain_rate, rendered_rate = n_plain / t_plain, n_rendered / t_rendered
+    print(f"plain:    {n_plain} pages in {t_plain:.2f} s = {plain_rate:.1f} pages/s")
+    print(f"rendered: {n_rendered} pages ({n_did} rendered, [render] pages = {render_pages}, "
+          f"wait = networkidle) in {t_rendered:.2f} s = {rendered_rate:.2f} pages/s")
+    print(f"ratio:    plain / rendered = {plain_rate / rendered_rate:.1f}", flush=True)
+
+
+async def memory(seeds: list[str], out: Path, render_pages: int, marker: str) -> None:
+    """The memory of the run's Chromium processes, sampled over a long rendered crawl."""
+    config = make_config(out, "always", render_pages, wait="load")
+    samples: list[tuple[int, int, int, int]] = []  # (pages done, processes, rss, pss)
+    done = 0
+
+    async def sample() -> None:
+        while True:
+            samples.append((done, *chromium_memory(marker)))
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample())
+    started = time.monotonic()
+    async with Scraper(config) as s:
+        async for page in s.crawl(seeds):
+            done += 1
+            assert page.rendered, page.error
+    elapsed = time.monotonic() - started
+    sampler.cancel()
+    print(f"memory:   {done} pages rendered in {elapsed:.1f} s ({done / elapsed:.2f} pages/s), {len(samples)} samples")
+    print("  pages done   processes   RSS sum (MB)   PSS sum (MB)   (median of the samples in each tenth)")
+    step = max(1, len(seeds) // 10)
+    for lo in range(0, len(seeds), step):
+        part = [s for s in samples if lo <= s[0] < lo + step and s[1] > 0]
+        if not part:
+            continue
+        procs, rss, pss = (statistics.median(s[i] for s in part) for i in (1, 2, 3))
+        print(f"  {lo:5d}-{lo + step - 1:<5d} {procs:10.0f} {rss / 1e6:14.0f} {pss / 1e6:14.0f}")
+    busy = [s for s in samples if s[1] > 0]
+    if busy:
+        peak_rss, peak_pss = max(s[2] for s in busy) / 1e6, max(s[3] for s in busy) / 1e6
+        print(f"  peak: RSS sum {peak_rss:.0f} MB, PSS sum {peak_pss:.0f} MB, {max(s[1] for s in busy)} processes")
+    print(f"  after the crawl: {chromium_memory(marker)[0]} Chromium processes left", flush=True)
 
 
 if __name__ == "__main__":
