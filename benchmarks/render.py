@@ -1,6 +1,6 @@
 """What rendering costs: pages/s rendered and plain on one loopback site, and the browser's memory.
 
-    python -m benchmarks.render [--pages 300] [--memory-pages 1000] [--render-pages 4]
+    python -m benchmarks.render [--pages 300] [--memory-pages 1000] [--render-pages 4]   # --pages 0: memory only
 
 1. Serves a site on 127.0.0.1 whose pages are script-built: each is a shell whose
    script fetches `/data/N.json` and builds the title, a paragraph and the links to
@@ -9,8 +9,8 @@
 2. Crawls `--pages` of them, listed as seeds, once with `[render] mode = "never"`
    and once with `"always"`, in one process: pages/s of each and their ratio.
 3. Crawls `--memory-pages` other pages with `"always"` (listed as seeds; `wait =
-   "load"`: the tabs' work without the idle wait) while sampling, every 0.5 s, the memory of every Chromium process of
-   the run: the sum of their RSS (shared pages counted in each process) and of
+   "load"`: the tabs' work without the idle wait) while sampling, every 0.5 s, the
+   memory of every Chromium process of the run: the sum of their RSS (shared pages counted in each process) and of
    their PSS (shared pages split between them: the real footprint). Prints the
    samples by tenths of the crawl, so a leak would show as a climb.
 
