@@ -329,6 +329,8 @@ class Renderer:
         finally:
             for task in tab.tasks:
                 task.cancel()
+            if tab.tasks:
+                await asyncio.wait(set(tab.tasks), timeout=5)  # each aborts its request first
             if context is not None:
                 await self._close_context(context, browser)
             self._give_back(browser)
@@ -404,6 +406,8 @@ class Renderer:
             tab.refused_by_stop = True
             await _abort_quietly(route)
         except asyncio.CancelledError:
+            # the render is over: answer the request anyway, or Playwright waits on it for good
+            await _abort_quietly(route)
             raise
         except Exception:
             await _abort_quietly(route)  # the tab or its context went away under us
@@ -511,9 +515,10 @@ async def _fulfil(route: Route, result: FetchResult) -> None:
 
 async def _abort_quietly(route: Route) -> None:
     try:
-        await route.abort("failed")
+        async with asyncio.timeout(5):
+            await route.abort("failed")
     except Exception:
-        pass  # the tab is gone already
+        pass  # the tab is gone already, or answered
 
 
 def _copy(result: FetchResult) -> FetchResult:

@@ -310,15 +310,25 @@ def _cmdline(pid: int) -> bytes:
 
 
 async def test_cli_leaves_no_browser_behind(serve: Any, tmp_path: Path, browser_tmp: Path) -> None:
-    server = await serve(_site())
-    (tmp_path / "urls.txt").write_text(server.url("/shell") + "\n" + server.url("/plain") + "\n")
-    cfg = write_config(tmp_path / "c.toml", '[fetch]\nobey_robots = false\n[render]\nmode = "always"\n'
-                                            'wait = "networkidle"\n')
+    never = asyncio.Event()
+
+    async def unanswered(request: web.Request) -> web.Response:
+        await never.wait()
+        return web.Response(text="{}", content_type="application/json")
+
+    # read at `load`, while its fetch of /never.json is still under way: that request is abandoned cleanly
+    pending = "<title>pending</title><script>fetch('/never.json')</script>"
+    server = await serve(_site({"/pending": text(pending), "/never.json": unanswered}))
+    (tmp_path / "urls.txt").write_text("".join(server.url(p) + "\n" for p in ("/pending", "/plain")))
+    cfg = write_config(tmp_path / "c.toml", '[fetch]\nobey_robots = false\n[render]\nmode = "always"\n')
     r = await run_cli(str(tmp_path / "urls.txt"), "--config", str(cfg), "--output", str(tmp_path / "out"))
+    never.set()
     assert r.code == 0, r.stderr
     records = {rec["url"]: rec for rec in read_jsonl(tmp_path / "out" / "pages.jsonl")}
-    assert records[server.url("/shell")]["rendered"] is True
-    assert records[server.url("/shell")]["title"] == "Built by a script"
+    assert records[server.url("/pending")]["rendered"] is True and records[server.url("/pending")]["error"] is None
+    assert server.url("/script-link") in records[server.url("/plain")]["links"]
+    assert "Task was destroyed" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert server.requests("/never.json") == 1
     assert _chromium_processes(str(browser_tmp)) == []
 
 
