@@ -93,8 +93,10 @@ def page_markdown(root: Any, final_url: str, convert: Callable[[str], str]) -> s
     body = root.find("body")
     node = _main(root)
     if node is None:
-        node = body if body is not None else root
-    whole_body = node is body or node is root
+        if body is None:  # only a <head>: no content
+            return ""
+        node = body
+    whole_body = node is body
     for el in list(node.iter(*_DROP_TAGS, "aside", "header", "footer", etree.PI, etree.Comment)):
         if _boilerplate(el, node, whole_body):
             _drop(el)
@@ -109,7 +111,8 @@ def page_markdown(root: Any, final_url: str, convert: Callable[[str], str]) -> s
         for el in [el for el in node.iterdescendants() if _boilerplate(el, node, whole_body)]:
             _drop(el)
         html = _serialize(node)
-    return convert(html).strip("\n") + "\n" if html else ""
+    markdown = convert(html).strip("\n")
+    return markdown + "\n" if markdown else ""
 
 
 def _main(root: Any) -> Any | None:

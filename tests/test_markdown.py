@@ -172,6 +172,8 @@ def test_markdown_key_only_when_on_and_empty_page():
     assert "markdown" not in out
     assert markdown("") == ""
     assert markdown("   ") == ""
+    assert markdown("<html><head><title>Only a title</title></head></html>") == ""
+    assert markdown("<body><nav><a href='/'>Home</a></nav><footer>f</footer></body>") == ""
 
 
 # --- a real crawl of the Python documentation -------------------------------------------
