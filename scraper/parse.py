@@ -4,17 +4,17 @@ The fast path is lxml alone: title, description, links and `[parse.fields]`
 (CSS selectors compiled to XPath, see fields.py) come straight from libxml2's
 tree (~0.7 ms for a 30 KB page). A BeautifulSoup tree costs ten times that, so
 one is built only for an `extract` function. Pages arrive as bytes and leave
-as small dicts, so little crosses the process boundary.
+as a small frozen `Parsed`, so little crosses the process boundary, and what
+comes back is typed the same way from every path (a page, a sitemap, a failure).
 """
 
 from __future__ import annotations
 
-import codecs
 import gzip
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
@@ -22,11 +22,12 @@ from yarl import URL
 
 from .config import FieldSpec
 from .fields import FieldReader
-from .page import Page
+from .page import Page, PageError
 from .urls import LinkFilter, normalize
 
-__all__ = ["ParseJob", "Parser", "decode", "is_html", "parse_failure"]
+__all__ = ["Extract", "ParseJob", "Parsed", "Parser", "decode", "is_html", "parse_failure"]
 
+#: `extract(soup, page) -> dict`: the user's own fields, merged into `page.fields`
 Extract = Callable[[Any, Page], dict]
 
 
@@ -40,6 +41,26 @@ class ParseJob:
     follow: bool  # whether the crawl may follow this page's links
     sitemap: bool  # a seed that looks like a sitemap: expand it
     page: Page | None = None  # only when an `extract` function wants it
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What parsing one page gives back to the main process."""
+
+    title: str | None = None
+    description: str | None = None
+    links: list[str] = field(default_factory=list)
+    #: indices into `links` of those the crawl follows
+    follow: list[int] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    #: the visible text, with `[parse] text`
+    text: str | None = None
+    #: the main content as Markdown, with `[parse] markdown`
+    markdown: str | None = None
+    #: a sitemap: `links` are its URLs, which are seeds of the crawl
+    seeds: bool = False
+    #: the parse (or `extract`) failed: the record's error
+    error: PageError | None = None
 
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -64,61 +85,33 @@ def is_html(media_type: str | None, body: bytes) -> bool:
 
 # --- decoding (WHATWG order) -------------------------------------------------
 
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-# labels browsers read differently from Python's codecs
-_ALIASES = {
-    "iso-8859-1": "cp1252", "iso8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252",
-    "l1": "cp1252", "ascii": "cp1252", "us-ascii": "cp1252", "windows-1252": "cp1252",
-    "x-sjis": "shift_jis", "shift-jis": "shift_jis", "sjis": "shift_jis", "windows-31j": "cp932",
-    "gb2312": "gbk", "x-gbk": "gbk", "iso-8859-9": "cp1254", "tis-620": "cp874",
-    "unicode-1-1-utf-8": "utf-8", "utf8": "utf-8",
-}
-# Python's codec for these lacks characters that browsers' decoder for the label has;
-# the superset is tried when the strict codec fails (it maps a few characters differently)
-_SUPERSETS = {"shift_jis": "cp932", "euc_kr": "cp949", "gbk": "gb18030", "big5": "big5hkscs"}
-_CT_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
-_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.I)
-
-
-def _codec(label: str | None) -> str | None:
-    if not label:
-        return None
-    label = label.strip().lower()
-    label = _ALIASES.get(label, label)
-    try:
-        name = codecs.lookup(label).name
-    except LookupError:
-        return None
-    return "cp1252" if name in ("latin-1", "iso8859-1", "ascii") else name
-
 
 def decode(body: bytes, content_type: str | None) -> str:
-    """Decode an HTML body: BOM, then Content-Type charset, then <meta> prescan, then detection."""
-    for bom, bom_encoding in _BOMS:
-        if body.startswith(bom):
-            return body[len(bom):].decode(bom_encoding, "replace")
-    encoding: str | None = None
-    if content_type:
-        m = _CT_CHARSET.search(content_type)
-        encoding = _codec(m.group(1)) if m else None
+    """Decode an HTML body as browsers do: BOM, then Content-Type charset, then <meta>, then detection.
+
+    w3lib does the BOM, the labels (with browsers' aliases and supersets:
+    `iso-8859-1` is cp1252, Shift_JIS is cp932 with NEC's characters) and the
+    decoding. The <meta> prescan is ours on two points where w3lib differs from
+    browsers (tests/test_decoding.py): only the first 1024 bytes are looked at,
+    and a <meta> naming UTF-16 means UTF-8 (it was read as ASCII). Without any
+    declaration: UTF-8 when the body is valid UTF-8, else cp1252.
+    """
+    from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom, to_unicode
+
+    bom_encoding, bom = read_bom(body)
+    if bom_encoding is not None:
+        return to_unicode(body[len(bom):], bom_encoding)
+    encoding = http_content_type_encoding(content_type) if content_type else None
     if encoding is None:
-        meta = _META_CHARSET.search(body[:1024])
-        if meta:
-            encoding = _codec(meta.group(1).decode("ascii", "replace"))
-            if encoding in ("utf-16", "utf-16-le", "utf-16-be"):
-                encoding = "utf-8"  # a <meta> cannot truly say UTF-16: it was read as ASCII
+        encoding = html_body_declared_encoding(body[:1024])
+        if encoding is not None and encoding.replace("_", "-").startswith("utf-16"):
+            encoding = "utf-8"
     if encoding is not None:
-        wider = _SUPERSETS.get(encoding)
-        if wider is not None:
-            try:
-                return body.decode(encoding)
-            except UnicodeDecodeError:
-                encoding = wider  # vendor extensions (NEC's ①, Ⅱ, ㈱ ...) that browsers decode
-        return body.decode(encoding, "replace")
+        return to_unicode(body, encoding)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        return body.decode("cp1252", "replace")
+        return to_unicode(body, "cp1252")
 
 
 # --- the worker --------------------------------------------------------------
@@ -157,19 +150,19 @@ class Parser:
         state["_to_markdown"] = None
         return state
 
-    def parse(self, job: ParseJob) -> dict[str, Any]:
-        """Return the record fields of one page: title, description, links, follow, fields, text."""
+    def parse(self, job: ParseJob) -> Parsed:
+        """The record fields of one page: title, description, links (and those followed), fields, text."""
         try:
             if job.sitemap:
                 urls = sitemap_urls(job.body)
                 if urls is not None:
-                    return {"title": None, "description": None, "links": urls, "follow": [],
-                            "fields": {}, "seeds": True}
-            return self._parse_html(job)
+                    return Parsed(links=urls, seeds=True)
+            return Parsed(**self._parse_html(job))
         except Exception as e:  # a bug or a pathological page must not lose the record
-            return {"error": ("parse", f"{type(e).__name__}: {e}"[:300])}
+            return parse_failure(f"{type(e).__name__}: {e}"[:300])
 
     def _parse_html(self, job: ParseJob) -> dict[str, Any]:
+        """`Parsed`'s values, gathered by the readers below."""
         text = decode(job.body, job.content_type)
         text = _XML_DECL.sub("", text, count=1)
         text = _END_TAGS.sub("", text)
@@ -197,10 +190,10 @@ class Parser:
                 try:
                     extra = self.extract(soup, page)
                 except Exception as e:
-                    out["error"] = ("parse", f"extract raised {type(e).__name__}: {e}"[:300])
+                    out["error"] = PageError("parse", f"extract raised {type(e).__name__}: {e}"[:300])
                     extra = None
                 if extra is not None and not isinstance(extra, dict):
-                    out["error"] = ("parse", f"extract returned {type(extra).__name__}, not dict")
+                    out["error"] = PageError("parse", f"extract returned {type(extra).__name__}, not dict")
                 elif extra:
                     out["fields"].update(extra)
         if self.text:
@@ -333,6 +326,6 @@ def sitemap_urls(body: bytes) -> list[str] | None:
     return urls
 
 
-def parse_failure(message: str) -> dict[str, Any]:
-    """The result of a page whose parsing failed outside `Parser.parse` (a worker that died)."""
-    return {"error": ("parse", message)}
+def parse_failure(message: str) -> Parsed:
+    """The result of a page whose parsing failed (in `Parser.parse`, or a worker that died)."""
+    return Parsed(error=PageError("parse", message))

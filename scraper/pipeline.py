@@ -46,7 +46,7 @@ from .fetch import Fetcher, FetchResult
 from .frontier import Frontier, Item, MemoryFrontier
 from .limits import LimiterClosed
 from .page import Page, PageError, now_iso, record_keys
-from .parse import ParseJob, Parser, is_html
+from .parse import Extract, Parsed, ParseJob, Parser, is_html
 from .pool import ParsePool, check_sendable
 from .render import Rendered, Renderer, find_browser
 from .robots import RobotsCache
@@ -67,7 +67,6 @@ PARK_CAP = 10_000
 _END: Any = object()
 #: keys every record has since recrawls exist: an output without them cannot be resumed
 _RECRAWL_KEYS = frozenset(("etag", "last_modified", "content_hash", "changed"))
-Extract = Callable[[Any, Page], dict]
 
 
 class Progress(Protocol):
@@ -972,31 +971,29 @@ class _Run:
         for (item, result, sitemap), out in zip(batch, outputs, strict=True):
             await self._finish_parsed(item, result, sitemap, out)
 
-    async def _finish_parsed(self, item: Item, result: FetchResult, sitemap: bool, out: dict[str, Any]) -> None:
-        error = result.error
-        if "error" in out:
-            error = PageError(*out["error"])
-        links: list[str] = out.get("links", [])
+    async def _finish_parsed(self, item: Item, result: FetchResult, sitemap: bool, out: Parsed) -> None:
+        """The one place a parse result becomes a record (and the links to follow)."""
+        links = out.links
         page = self._fetched(
             item,
             result,
-            title=out.get("title"),
-            description=out.get("description"),
+            title=out.title,
+            description=out.description,
             links=links,
-            fields=out.get("fields", {}),
-            text=out.get("text") if self.c.parse.text else None,
-            markdown=out.get("markdown") if self.c.parse.markdown else None,
+            fields=out.fields,
+            text=out.text if self.c.parse.text else None,
+            markdown=out.markdown if self.c.parse.markdown else None,
             rendered=isinstance(result, Rendered),
         )
-        page.error = error
+        page.error = out.error if out.error is not None else result.error
         follow: list[Item] = []
-        if out.get("seeds"):  # a sitemap: its URLs are seeds
+        if out.seeds:  # a sitemap: its URLs are seeds
             follow = [Item(url=link, depth=0, referrer=None, allow_private=None) for link in links]  # type: ignore[arg-type]
         elif not self.stopping:
             depth = item.depth + 1
             follow = [
                 Item(url=links[i], depth=depth, referrer=item.url, allow_private=item.allow_private)
-                for i in out.get("follow", ())
+                for i in out.follow
             ]
         await self._record(item, page, follow)
 

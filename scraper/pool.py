@@ -52,7 +52,7 @@ from typing import Any
 import cloudpickle
 
 from .errors import ConfigError
-from .parse import ParseJob, Parser, parse_failure
+from .parse import Parsed, ParseJob, Parser, parse_failure
 
 __all__ = ["ParsePool", "check_sendable"]
 
@@ -133,7 +133,7 @@ class ParsePool:
             raise ConfigError(f"extract={_name(self._extract)} cannot be loaded in the parse processes: "
                               f"{sorted(errors)[0]}")
 
-    async def parse(self, jobs: list[ParseJob]) -> list[Any]:
+    async def parse(self, jobs: list[ParseJob]) -> list[Parsed]:
         """Parse `jobs`, spread over the workers; one result per job, in order.
 
         When a worker dies on the batch, its pages get a `parse` error and the
@@ -321,7 +321,7 @@ def _ready() -> str | None:
     return _init_error
 
 
-def _parse_chunk(jobs: list[ParseJob]) -> list[Any]:
+def _parse_chunk(jobs: list[ParseJob]) -> list[Parsed]:
     """Parse several pages in one round trip to a worker."""
     if _parser is None:
         return [parse_failure(f"the parse worker could not load its parser: {_init_error}") for _ in jobs]

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from .archive import ArchiveIndex, archive_paths, find_body, index_archives, require_warcio
 from .errors import OutputError, OutputExistsError, UsageError
-from .page import Page, PageError, now_iso
-from .parse import ParseJob, is_html
+from .page import Page, now_iso
+from .parse import Parsed, ParseJob, is_html
 from .sinks import Sink, columns, csv_header, iter_records, output_files, read_back, sink_path, truncate_torn
 from .stats import Stats, Tally
 from .urls import is_sitemap_url
@@ -78,7 +78,7 @@ def _read_jobs(archives: list[Path], jobs: list[_Job]) -> list[ParseJob | None]:
     return out
 
 
-async def _parse_archived(pool: ParsePool, archives: list[Path], jobs: list[_Job]) -> list[dict[str, Any] | None]:
+async def _parse_archived(pool: ParsePool, archives: list[Path], jobs: list[_Job]) -> list[Parsed | None]:
     """Read the jobs' bodies (in a thread), parse them in the pool; None for a record to copy."""
     ready = await asyncio.to_thread(_read_jobs, archives, jobs)
     parsed = iter(await pool.parse([job for job in ready if job is not None]))
@@ -301,14 +301,14 @@ class _Reparse:
         page.with_text, page.with_markdown = self.c.parse.text, self.c.parse.markdown
         return page
 
-    def _reparsed(self, record: dict[str, Any], out: dict[str, Any]) -> Page:
+    def _reparsed(self, record: dict[str, Any], out: Parsed) -> Page:
         page = self._copied(record)
-        page.title, page.description = out.get("title"), out.get("description")
-        page.links, page.fields = out.get("links", []), out.get("fields", {})
-        page.text = out.get("text") if self.c.parse.text else None
-        page.markdown = out.get("markdown") if self.c.parse.markdown else None
-        if "error" in out:
-            page.error = PageError(*out["error"])
+        page.title, page.description = out.title, out.description
+        page.links, page.fields = out.links, out.fields
+        page.text = out.text if self.c.parse.text else None
+        page.markdown = out.markdown if self.c.parse.markdown else None
+        if out.error is not None:
+            page.error = out.error
         elif page.error is not None and page.error.kind == "parse":
             page.error = None  # the new parse succeeded
         return page

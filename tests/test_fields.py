@@ -76,8 +76,8 @@ def ours(body: bytes, fields: dict[str, FieldSpec]) -> dict:
     parser = Parser(fields=fields, text=False, extract=None, link_filter=LinkFilter(True, (), ()))
     out = parser.parse(ParseJob(final_url="http://site.test/", content_type="text/html; charset=utf-8", body=body,
                                 follow=False, sitemap=False))
-    assert "error" not in out, out
-    return out["fields"]
+    assert out.error is None, out
+    return out.fields
 
 
 def specs(selectors: list[str], attrs: list[str | None]) -> dict[str, FieldSpec]:

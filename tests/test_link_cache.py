@@ -13,7 +13,7 @@ def links(url: str, body: str = BODY) -> list[str]:
     parser = Parser(fields={}, text=False, extract=None, link_filter=LinkFilter(True, (), ()))
     out = parser.parse(ParseJob(final_url=url, content_type="text/html", body=body.encode(), follow=True,
                                 sitemap=False))
-    return out["links"]
+    return out.links
 
 
 def test_same_hrefs_on_other_pages_resolve_against_each_page():

@@ -28,8 +28,8 @@ def markdown(body: str, url: str = URL, content_type: str = "text/html; charset=
     parser = Parser(fields={}, text=False, extract=None, link_filter=LinkFilter(True, (), ()), markdown=True)
     out = parser.parse(ParseJob(final_url=url, content_type=content_type, body=body.encode(), follow=True,
                                 sitemap=False))
-    assert "error" not in out, out
-    return out["markdown"]
+    assert out.error is None, out
+    return out.markdown
 
 
 def fenced_blocks(md: str) -> list[str]:
@@ -169,7 +169,7 @@ def test_no_identifiable_main_content_gives_the_whole_body():
 def test_markdown_key_only_when_on_and_empty_page():
     off = Parser(fields={}, text=False, extract=None, link_filter=LinkFilter(True, (), ()))
     out = off.parse(ParseJob(final_url=URL, content_type="text/html", body=b"<p>x</p>", follow=False, sitemap=False))
-    assert "markdown" not in out
+    assert out.markdown is None
     assert markdown("") == ""
     assert markdown("   ") == ""
     assert markdown("<html><head><title>Only a title</title></head></html>") == ""

@@ -43,9 +43,9 @@ PAGE = """<!doctype html><html><head>
 
 def test_title_description_links_in_document_order():
     out = parser().parse(job(PAGE))
-    assert out["title"] == "The Title"
-    assert out["description"] == "A page."
-    assert out["links"] == [
+    assert out.title == "The Title"
+    assert out.description == "A page."
+    assert out.links == [
         "http://site.test/abs",
         "http://site.test/dir/rel.html",
         "http://site.test/dir/dot.html",
@@ -55,26 +55,26 @@ def test_title_description_links_in_document_order():
         "http://site.test/area",
     ]
     # same_host: every link but other.test is followed
-    followed = [out["links"][i] for i in out["follow"]]
+    followed = [out.links[i] for i in out.follow]
     assert "http://other.test/x" not in followed and len(followed) == 6
-    assert "fields" in out and out["fields"] == {}
-    assert "text" not in out
+    assert out.fields == {}
+    assert out.text is None
 
 
 def test_base_href_is_used_for_resolution():
     out = parser().parse(job('<html><head><base href="http://cdn.test/base/"></head>'
                              '<body><a href="x.html">x</a></body></html>'))
-    assert out["links"] == ["http://cdn.test/base/x.html"]
+    assert out.links == ["http://cdn.test/base/x.html"]
 
 
 def test_absent_title_and_description_are_none():
     out = parser().parse(job("<html><body><p>hi</p></body></html>"))
-    assert out["title"] is None and out["description"] is None and out["links"] == []
+    assert out.title is None and out.description is None and out.links == []
 
 
 def test_empty_body():
     out = parser().parse(job(b""))
-    assert out["title"] is None and out["links"] == []
+    assert out.title is None and out.links == []
 
 
 def test_fields_text_attr_all_and_missing():
@@ -87,7 +87,7 @@ def test_fields_text_attr_all_and_missing():
         "class": FieldSpec(selector="p", attr="class"),
     }
     out = parser(fields=fields).parse(job(PAGE))
-    assert out["fields"] == {
+    assert out.fields == {
         "price": "12 EUR",
         "images": ["/a.png", "/b.png"],
         "first_image": "/a.png",
@@ -101,7 +101,7 @@ def test_visible_text_drops_script_and_style():
     out = parser(text=True).parse(job("<html><head><title>T</title><style>p{}</style></head>"
                                       "<body><p>Hello <b>world</b></p><script>alert(1)</script>"
                                       "<p>again</p></body></html>"))
-    assert out["text"] == "Hello world again"
+    assert out.text == "Hello world again"
 
 
 def extract_h1(soup, page):
@@ -116,23 +116,23 @@ def test_extract_is_merged_into_fields():
     p = parser(fields={"price": FieldSpec(selector=".price")}, extract=extract_h1)
     j = job("<html><head><title>T</title></head><body><h1>Head</h1><p class=price>3</p></body></html>")
     out = p.parse(j)
-    assert out["fields"] == {"price": "3", "h1": "Head", "seen_title": "T", "url": j.final_url}
+    assert out.fields == {"price": "3", "h1": "Head", "seen_title": "T", "url": j.final_url}
 
 
 def test_extract_failure_is_a_parse_error_not_a_crash():
     out = parser(extract=broken_extract).parse(job("<html><body><h1>x</h1></body></html>"))
-    assert out["error"][0] == "parse" and "boom" in out["error"][1]
-    assert out["links"] == []
+    assert out.error is not None and out.error.kind == "parse" and "boom" in out.error.message
+    assert out.links == []
 
 
 def test_links_not_followed_when_depth_is_reached():
     out = parser().parse(job(PAGE, follow=False))
-    assert len(out["links"]) == 7 and out["follow"] == []
+    assert len(out.links) == 7 and out.follow == []
 
 
 def test_allow_and_deny_filter_followed_links():
     out = parser(allow=[r"\.html$"], deny=[r"up\.html"]).parse(job(PAGE))
-    followed = [out["links"][i] for i in out["follow"]]
+    followed = [out.links[i] for i in out.follow]
     assert followed == ["http://site.test/dir/rel.html", "http://site.test/dir/dot.html",
                         "http://site.test/dir/page.html"]
 
@@ -180,5 +180,5 @@ def test_page_to_dict_key_order_and_text_key():
 def test_links_after_the_closing_html_tag_are_kept():
     out = parser().parse(job('<html><head><title>a\u3000b</title></head><body><a href="/in">in</a></body></html>'
                              '<a href="/after">after</a>'))
-    assert out["links"] == ["http://site.test/in", "http://site.test/after"]
-    assert out["title"] == "a\u3000b"  # only ASCII whitespace is collapsed, as browsers do
+    assert out.links == ["http://site.test/in", "http://site.test/after"]
+    assert out.title == "a\u3000b"  # only ASCII whitespace is collapsed, as browsers do
