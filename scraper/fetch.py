@@ -38,7 +38,7 @@ from .limits import Limiter
 from .page import PageError, now_iso
 from .urls import normalize
 
-__all__ = ["BlockedAddressError", "ExchangeHook", "FetchResult", "Fetcher", "is_public_address"]
+__all__ = ["BlockedAddressError", "ExchangeHook", "FetchResult", "Fetcher", "PublicOnlyResolver", "is_public_address"]
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _RETRYABLE_KINDS = frozenset(("dns", "connect", "timeout", "protocol"))
@@ -96,21 +96,26 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-class _PublicOnlyResolver(AbstractResolver):
+class PublicOnlyResolver(AbstractResolver):
     """Drops non-public addresses, so that DNS cannot point a public name at 127.0.0.1.
 
     The check is on the addresses the connector will actually connect to, not on
-    an earlier lookup that the DNS server could answer differently.
+    an earlier lookup that the DNS server could answer differently. `inner`
+    answers the queries (aiohttp's default resolver unless given); `is_public`
+    says which addresses are public.
     """
 
-    def __init__(self) -> None:
-        self._inner = DefaultResolver()
+    def __init__(
+        self, inner: AbstractResolver | None = None, is_public: Callable[[str], bool] = is_public_address
+    ) -> None:
+        self._inner = inner if inner is not None else DefaultResolver()
+        self._is_public = is_public
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        public = [r for r in results if is_public_address(r["host"])]
+        public = [r for r in results if self._is_public(r["host"])]
         if results and not public:
             raise BlockedAddressError(f"{host} resolves to a non-public address ({results[0]['host']})")
         return public
@@ -130,10 +135,25 @@ class Fetcher:
     One session may connect anywhere (for seeds on loopback or private
     addresses and the links found from them); the other refuses non-public
     addresses at connect time.
+
+    The network seam: `resolver()` makes each session's DNS resolver (aiohttp's
+    default unless given) and `is_public` says which addresses count as public
+    (`is_public_address` unless given). Tests hand in a resolver that answers from
+    a table, or a loopback address that plays a public host; nothing is patched.
     """
 
-    def __init__(self, config: Config, limiter: Limiter, *, on_exchange: ExchangeHook | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        limiter: Limiter,
+        *,
+        on_exchange: ExchangeHook | None = None,
+        resolver: Callable[[], AbstractResolver] | None = None,
+        is_public: Callable[[str], bool] = is_public_address,
+    ) -> None:
         self.config = config
+        self._resolver = resolver
+        self._is_public = is_public
         self.limiter = limiter
         self.on_exchange = on_exchange  # the archive's hook ([output] warc)
         f = config.fetch
@@ -151,7 +171,7 @@ class Fetcher:
                 ssl=self._ssl,
                 # through a proxy, the proxy resolves page hosts and ours is only looked up for
                 # the proxy itself, which may well be on localhost: literal addresses are still checked
-                resolver=None if allow_private or self._proxy else _PublicOnlyResolver(),
+                resolver=self._make_resolver(public_only=not allow_private and not self._proxy),
                 ttl_dns_cache=300,
             )
             self._sessions[allow_private] = aiohttp.ClientSession(
@@ -162,6 +182,12 @@ class Fetcher:
                 auto_decompress=True,
             )
         return self
+
+    def _make_resolver(self, public_only: bool) -> AbstractResolver | None:
+        inner = self._resolver() if self._resolver is not None else None
+        if not public_only:
+            return inner  # None: aiohttp's default
+        return PublicOnlyResolver(inner, self._is_public)
 
     async def __aexit__(self, *exc: object) -> None:
         for session in self._sessions.values():
@@ -174,11 +200,11 @@ class Fetcher:
             return cached
         try:
             ipaddress.ip_address(host)
-            private = not is_public_address(host)
+            private = not self._is_public(host)
         except ValueError:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-                private = any(not is_public_address(str(info[4][0])) for info in infos)
+                private = any(not self._is_public(str(info[4][0])) for info in infos)
             except OSError:
                 private = False
         if len(self._private_hosts) >= 100_000:
@@ -276,7 +302,7 @@ class Fetcher:
             for hop in range(max_redirects + 1):
                 target = URL(current)
                 host = target.host or ""
-                if not allow_private and _is_ip(host) and not is_public_address(host):
+                if not allow_private and _is_ip(host) and not self._is_public(host):
                     result.final_url = current
                     return _fail(result, "blocked", f"refused to connect to non-public address {host}")
                 extra = headers if current == headers_at else None

@@ -39,8 +39,7 @@ from hostile_servers import (
 )
 
 from scraper import Page, Scraper
-from scraper import fetch as fetch_module
-from scraper.fetch import BlockedAddressError, Fetcher, _PublicOnlyResolver, is_public_address
+from scraper.fetch import BlockedAddressError, Fetcher, PublicOnlyResolver, is_public_address
 from scraper.limits import Limiter
 
 raw_serve = hostile_servers.raw_serve  # fixtures
@@ -497,9 +496,7 @@ class _FakeResolver:
     ],
 )
 async def test_public_only_resolver_drops_private_answers(answers: list[str], kept: list[str] | None) -> None:
-    resolver = _PublicOnlyResolver()
-    await resolver.close()
-    resolver._inner = _FakeResolver(answers)  # type: ignore[assignment]
+    resolver = PublicOnlyResolver(_FakeResolver(answers))  # type: ignore[arg-type]
     if kept is None:
         with pytest.raises(BlockedAddressError):
             await resolver.resolve("evil.example", 80)
@@ -524,19 +521,19 @@ async def test_private_addresses_are_blocked_unless_allowed(serve: Any) -> None:
     assert allowed.ok and allowed.error is None and srv.requests("/allowed") == 1
 
 
-async def test_redirect_from_public_host_to_private_address_is_blocked(
-    serve: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # 127.0.0.3 plays a public host: only the fetcher's idea of "public" changes
-    real = fetch_module.is_public_address
-    monkeypatch.setattr(fetch_module, "is_public_address", lambda a: a == "127.0.0.3" or real(a))
+async def test_redirect_from_public_host_to_private_address_is_blocked(serve: Any) -> None:
     inside = await serve(page_handler("<title>inside</title>"), host="127.0.0.1")
     outside = await serve({
         "/literal": redirect(inside.url("/secret")),
         "/named": redirect(f"http://localhost:{inside.port}/secret"),  # DNS points the name inside
         "/page": page_handler("<title>outside</title>"),
     }, host="127.0.0.3")
-    pages = await crawl(config(), [outside.url("/literal"), outside.url("/named"), outside.url("/page")])
+    # 127.0.0.3 plays a public host: only the fetcher's idea of "public" differs
+    async with Fetcher(config(), Limiter(4, 4, 0.0), is_public=lambda a: a == "127.0.0.3" or is_public_address(a)) as f:
+        allow_private = await f.is_private_host("127.0.0.3")  # as the crawl asks of a seed
+        assert allow_private is False
+        pages = {url: await f.fetch(url, allow_private=allow_private)
+                 for url in (outside.url("/literal"), outside.url("/named"), outside.url("/page"))}
     assert pages[outside.url("/page")].ok  # the "public" seed itself is fetched
     for path in ("/literal", "/named"):
         page = pages[outside.url(path)]
