@@ -10,8 +10,8 @@ Why the pool is built the way it is:
   imported lxml, bs4 and the parser once, so a new worker costs a fork, not an
   interpreter start. The server is this module's, not `multiprocessing`'s global
   one: it is started with the first pool, shared by every pool of the process, and
-  stopped (waited for) when the last one closes, so when a run ends no process it
-  started is left alive. The resource tracker that `multiprocessing` starts for the
+  stopped (killed and reaped: it holds nothing to save) when the last one closes,
+  so when a run ends no process it started is left alive. The resource tracker that `multiprocessing` starts for the
   pool's semaphores is stopped with it when the pool started it.
 * **The user's main module stays in the main process.** `multiprocessing` tells each
   new process to import the parent's `__main__` (a script's path or a `-m` module)
@@ -127,8 +127,8 @@ class ParsePool:
         done = [executor.submit(_ready) for _ in range(self.workers)]
         try:
             errors = {f.result() for f in done} - {None}
-        except BrokenProcessPool:
-            errors = set()  # the next batch gets a new executor
+        except (BrokenProcessPool, concurrent.futures.CancelledError):
+            errors = set()  # the next batch gets a new executor; or the pool was closed meanwhile
         if errors:
             raise ConfigError(f"extract={_name(self._extract)} cannot be loaded in the parse processes: "
                               f"{sorted(errors)[0]}")
