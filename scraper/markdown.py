@@ -223,6 +223,9 @@ def _absolute(node: Any, base: str, page: str) -> None:
             continue
         if value.startswith(("https://", "http://")):
             continue
+        if value[:11].lower() == "javascript:":  # a script, not a target: the link's text stays
+            del el.attrib[attr]
+            continue
         path, hashmark, fragment = value.partition("#")
         target = joined.get(path)
         if target is None:

@@ -66,7 +66,7 @@ SITE = """<!doctype html><html><head><title>T</title><base href="/docs/">
 <main>
 <h1>Main title<a class="headerlink" href="#main-title" title="Permalink">¶</a></h1>
 <p>A <em>first</em> paragraph with <strong>bold</strong> words and a <a href="other.html">relative link</a>,
-a <a href="../up.html?q=1">parent link</a>, a <a href="#install">jump</a> and an
+a <a href="../up.html?q=1">parent link</a>, a <a href="#install">jump</a>, a <a href="JavaScript:go()">script</a> and an
 <a href="https://example.org/x">outside link</a>.</p>
 <h2 id="install">Install</h2>
 <ul><li>one</li><li>two<ul><li>nested</li></ul></li></ul>
@@ -130,6 +130,7 @@ def test_links_and_images_are_absolute():
     assert "[parent link](http://site.test/up.html?q=1)" in md
     assert "[jump](http://site.test/docs/guide/page.html#install)" in md  # the page, not <base href>
     assert "[outside link](https://example.org/x)" in md
+    assert "a script and" in md and "go()" not in md
     assert "![A picture](http://site.test/docs/img/pic.png)" in md
     assert "![cdn](http://cdn.test/i.png)" in md
     assert all(re.match(r"https?://", t) for t in targets(md)), targets(md)
