@@ -36,7 +36,7 @@ from yarl import URL
 from .config import Config
 from .limits import Limiter
 from .page import PageError, now_iso
-from .urls import normalize
+from .urls import normalize, raw_query
 
 __all__ = ["BlockedAddressError", "ExchangeHook", "FetchResult", "Fetcher", "PublicOnlyResolver", "is_public_address"]
 
@@ -300,7 +300,7 @@ class Fetcher:
         started = time.monotonic()
         try:
             for hop in range(max_redirects + 1):
-                target = URL(current)
+                target = URL(current, encoded=True)  # normalised already: sent as it is (`%2F` stays)
                 host = target.host or ""
                 if not allow_private and _is_ip(host) and not self._is_public(host):
                     result.final_url = current
@@ -500,10 +500,10 @@ def _wait(result: FetchResult, backoff: float, max_backoff: float) -> float:
 
 def _redirect_target(current: str, location: str) -> str | None:
     try:
-        joined = URL(current).join(URL(location.strip()))
+        joined = URL(current, encoded=True).join(URL(location.strip()))
     except (ValueError, TypeError, UnicodeError):
         return None
-    return normalize(joined)
+    return normalize(joined, query=raw_query(location))
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -23,7 +23,7 @@ from yarl import URL
 from .config import FieldSpec
 from .fields import FieldReader
 from .page import Page, PageError
-from .urls import LinkFilter, normalize
+from .urls import LinkFilter, normalize, raw_query
 
 __all__ = ["Extract", "ParseJob", "Parsed", "Parser", "decode", "is_html", "parse_failure"]
 
@@ -224,7 +224,7 @@ class Parser:
                     break
 
     def _read_links(self, root: Any, job: ParseJob, out: dict[str, Any]) -> None:
-        base = URL(job.final_url)
+        base = URL(job.final_url, encoded=True)  # normalised already: its query keeps its escapes
         base_el = root.find(".//base[@href]")
         if base_el is not None:
             try:
@@ -274,7 +274,7 @@ def _resolve(base: URL, href: str) -> tuple[str | None, str]:
     """The normalised absolute URL of an href (whitespace already removed), and its host."""
     try:
         joined = base.join(URL(href))
-        return normalize(joined), joined.host or ""
+        return normalize(joined, query=raw_query(href)), joined.host or ""
     except (ValueError, TypeError, UnicodeError):
         return None, ""
 

@@ -2,8 +2,13 @@
 
 Normalisation is yarl's (lower-cased scheme and host, default port dropped,
 dot segments resolved, percent-escapes upper-cased, unreserved characters
-unescaped) plus two rules of our own: an empty path becomes `/`, and the
-fragment is dropped. Path case and query order are kept.
+unescaped) plus rules of our own: an empty path becomes `/`, the fragment is
+dropped, and in the query an escape of a reserved character (`%2F`, `%3F`,
+`%26`, `%3D`, `%40`, ...) stays escaped, upper-cased (yarl would turn
+`y=%2f` into `y=/`, another URL to the server). Path case and query order are kept.
+
+A URL object has been through yarl already, so its query may have lost an
+escape: give `normalize` the text as found (or the raw query, `query=`).
 """
 
 from __future__ import annotations
@@ -14,17 +19,58 @@ from collections.abc import Iterable
 
 from yarl import URL
 
-__all__ = ["MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "is_sitemap_url", "normalize"]
+__all__ = ["MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "is_sitemap_url", "normalize", "raw_query"]
 
 #: Links longer than this are skipped: a common crawler trap.
 MAX_URL_LENGTH = 2048
 
 
 
-def normalize(url: str | URL) -> str | None:
-    """The normalised form of an absolute http(s) URL, or None when it is not one."""
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+#: what yarl leaves as it is in a query
+_QUERY_SAFE = _UNRESERVED | frozenset("!$&'()*+,;=:@/?")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def raw_query(text: str) -> str | None:
+    """The query of a URL or reference as written (None: it has no `?`)."""
+    before_fragment = text.strip().split("#", 1)[0]
+    if "?" not in before_fragment:
+        return None
+    return before_fragment.split("?", 1)[1]
+
+
+def _normal_query(raw: str) -> str:
+    """`raw` with escapes upper-cased, unreserved ones unescaped, reserved ones kept; the rest as yarl quotes it."""
+    parts: list[str] = []
+    pos = 0
+    for m in _ESCAPE.finditer(raw):
+        parts.append(_quoted_run(raw[pos:m.start()]))
+        char = chr(int(m.group(1), 16))
+        parts.append(char if char in _UNRESERVED else "%" + m.group(1).upper())
+        pos = m.end()
+    parts.append(_quoted_run(raw[pos:]))
+    return "".join(parts)
+
+
+def _quoted_run(run: str) -> str:
+    if all(c in _QUERY_SAFE for c in run):
+        return run
+    return str(URL("http://h/?" + run)).split("?", 1)[1]  # yarl's quoting, the same as for a whole URL
+
+
+def normalize(url: str | URL, *, query: str | None = None) -> str | None:
+    """The normalised form of an absolute http(s) URL, or None when it is not one.
+
+    `query` is the URL's query as written, when `url` is a URL object made from it.
+    """
     try:
-        u = url if isinstance(url, URL) else URL(url.strip())
+        if isinstance(url, URL):
+            u = url
+        else:
+            url = url.strip()
+            u = URL(url)
+            query = raw_query(url)
         if u.scheme not in ("http", "https") or not u.host:
             return None
         if u.fragment or u.raw_fragment:
@@ -33,9 +79,11 @@ def normalize(url: str | URL) -> str | None:
     except (ValueError, TypeError, UnicodeError):
         return None
     head, sep, tail = text.partition("?")
+    if query is not None and sep:
+        tail = _normal_query(query)
     if head.count("/") == 2:  # "http://a" or "http://a?q": yarl keeps it so; the normal form has a path
-        text = head + "/" + sep + tail
-    return text
+        head += "/"
+    return head + sep + tail
 
 
 def fingerprint(url: str) -> int:
