@@ -1,23 +1,39 @@
 """scraper: a concurrent web scraper.
 
-The layers, top to bottom (each imports only those below it):
+The layers, top to bottom (each imports only those below it; pipeline imports
+reextract and report lazily, when their feature is asked for):
 
-    cli                 flags -> Config -> Scraper.run; progress, exit codes
-    pipeline            Scraper: producer -> queue -> fetchers -> batches -> parse -> sink
-    pool                the parse processes: their fork server, start, restart, shutdown
+    cli, reparse        flags -> Config -> Scraper.run (or .reparse); progress, exit codes;
+                        the `report` and `reparse` commands
+    pipeline            Scraper, the public face (crawl, run, reparse, scrape) and the output
+                        folder's rules; its engine `_Run`: producer -> queue -> dispatcher ->
+                        fetch tasks -> batches -> parse -> records. It uses every room below
+                        through its declared interface only (`Frontier`, `ParsePool`, `Fetcher`)
     reextract           Scraper.reparse: a crawl's records parsed again from its archive
-    report              an output folder -> report.html (`report` command, `[output] report`)
+                        (it is handed the Scraper it serves; it names it for types only)
+    report              an output folder -> report.html (reads the record files through sinks)
     render              a headless Chromium for pages built by scripts; its requests go through
                         the fetcher, limits and robots below (`[render]`)
-    fetch, limits,      one request and its limits; robots.txt; the crawl's state
-    robots, frontier,   (in this process, or in Redis); since: the index of an
-    since               earlier crawl that a recrawl (`--since`) asks per URL
-    sinks, stdout,      records out (to files, or to stdout) and back in (for --resume,
-    reader, sources,    and read_pages); where the seeds come from; counts
-    stats, archive      (archive: every HTTP exchange to a WARC file, and read back)
-    parse               bytes -> fields, in worker processes (never imports aiohttp)
-    config, page,       the small shared rooms
-    urls, errors
+    pool                the parse processes: their fork server, start, restart, shutdown
+    frontier            the crawl's state behind one contract (`frontier.base.Frontier`): adding,
+                        taking, recording (a record and the release of its URL, one step), the
+                        counts, the per-host limiter, and the output file it alone writes.
+                        memory: in this process (records through a `Sink`);
+                        redis: the queue and leases, with its rooms redis_hosts (the limiter),
+                        redis_shard (the shard writer) and redis_link (the connection, the
+                        lua/*.lua scripts, the one retry policy, the heartbeat)
+    fetch, robots       one request: limits, redirects, caps, retries (tenacity), and the network
+                        seam (a resolver factory, `is_public`); robots.txt
+    since               the index of an earlier crawl that a recrawl (`--since`) asks per URL
+    limits              per-host concurrency and delay, and the global cap
+    sinks, stdout,      records out (to files, or to stdout) and back in (for --resume, and
+    reader, sources,    read_pages); where the seeds come from; counts and the progress line;
+    stats, progress,    archive: every HTTP exchange to a WARC file, and read back
+    archive
+    parse, fields,      bytes -> `Parsed` (a frozen dataclass), in the worker processes; never
+    markdown            imports aiohttp
+    config, page,       the small shared rooms (config: pydantic dataclasses that check
+    urls, errors        themselves when built)
 """
 
 from .config import Config, load_config
