@@ -122,7 +122,8 @@ async def main() -> None:
     args = parser.parse_args()
 
     marker = tempfile.mkdtemp(prefix="scraper-bench-render-", dir="/tmp")
-    os.environ["TMPDIR"] = marker  # the browsers' profiles go here: how their processes are found
+    tempfile.tempdir = tempfile.gettempdir()  # this process keeps its own (the parse pool's files)...
+    os.environ["TMPDIR"] = marker  # ...the browsers' profiles go here: how their processes are found
     total = args.pages + args.memory_pages
     runner, base = await start_site(total)
     out = Path(marker) / "out"
