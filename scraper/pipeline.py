@@ -867,6 +867,7 @@ class _Run:
             changed=False,
         )
         page.markdown = record.get("markdown")
+        page.rendered = record.get("rendered") is True  # the carried keys came from that render's DOM
         page.content_type = result.media_type or record.get("content_type")
         page.content_hash = record.get("content_hash")
         page.etag = result.etag if result.etag is not None else record.get("etag")

@@ -211,6 +211,26 @@ async def _pdf(request: web.Request) -> web.Response:
     return web.Response(body=b"%PDF-1.4 not much", content_type="application/pdf")
 
 
+async def test_a_recrawls_304_keeps_the_earlier_render(serve: Any, tmp_path: Path, browser_tmp: Path) -> None:
+    async def shell(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        return web.Response(text=SHELL, content_type="text/html", headers={"ETag": '"v1"'})
+
+    server = await serve(_site({"/shell": shell}))
+    first = _render_config(tmp_path, {"mode": "auto"}, output={"dir": str(tmp_path / "first")})
+    async with Scraper(first) as s:
+        await s.run([server.url("/shell")])
+    again = replace(first, output=replace(first.output, dir=str(tmp_path / "again")),
+                    crawl=replace(first.crawl, since=str(tmp_path / "first")))
+    async with Scraper(again) as s:
+        await s.run([server.url("/shell")])
+    before, after = (read_jsonl(tmp_path / d / "pages.jsonl")[0] for d in ("first", "again"))
+    assert before["rendered"] is True and before["title"] == "Built by a script"
+    assert after["status"] == 304 and after["changed"] is False
+    assert after["rendered"] is True and after["title"] == "Built by a script"  # carried over with its keys
+
+
 async def test_browser_traffic_keeps_to_per_host(serve: Any, tmp_path: Path, browser_tmp: Path) -> None:
     release = asyncio.Event()
     waiting = 0
