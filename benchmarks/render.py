@@ -1,6 +1,8 @@
 """What rendering costs: pages/s rendered and plain on one loopback site, and the browser's memory.
 
-    python -m benchmarks.render [--pages 300] [--memory-pages 1000] [--render-pages 4]   # --pages 0: memory only
+    python -m benchmarks.render [--pages 300] [--memory-pages 1000] [--render-pages 4]
+
+(0 pages skips that part.)
 
 1. Serves a site on 127.0.0.1 whose pages are script-built: each is a shell whose
    script fetches `/data/N.json` and builds the title, a paragraph and the links to
@@ -131,7 +133,8 @@ async def main() -> None:
         seeds = [f"{base}/page/{n}" for n in range(args.pages)]
         if args.pages:
             await rate(seeds, out, args.render_pages)
-        await memory([f"{base}/page/{n}" for n in range(args.pages, total)], out, args.render_pages, marker)
+        if args.memory_pages:
+            await memory([f"{base}/page/{n}" for n in range(args.pages, total)], out, args.render_pages, marker)
     finally:
         await runner.cleanup()
         shutil.rmtree(marker, ignore_errors=True)
