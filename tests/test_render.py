@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -110,6 +111,10 @@ def browser_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     tmpdir = Path(tempfile.mkdtemp(prefix="scraper-render-", dir="/tmp"))
     monkeypatch.setenv("TMPDIR", str(tmpdir))
     yield tmpdir
+    for _ in range(100):  # a browser being closed may still be removing its profile
+        if not _chromium_processes(str(tmpdir)):
+            break
+        time.sleep(0.1)
     shutil.rmtree(tmpdir, ignore_errors=True)
 
 
