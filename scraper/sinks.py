@@ -23,6 +23,9 @@ import aiofiles
 from .errors import OutputError
 from .page import Page, record_keys
 
+# a page's text or Markdown may be far longer than the csv module's default field limit (128 KiB)
+csv.field_size_limit(2**31 - 1)
+
 __all__ = ["RecordFormat", "Sink", "columns", "csv_header", "read_back", "sink_path", "truncate_torn"]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from scraper.errors import OutputError
-from scraper.page import Page
+from scraper.page import Page, record_keys
 from scraper.sinks import Sink, read_back, truncate_torn
 from tests.test_interrupt import (
     Gate,
@@ -316,3 +316,19 @@ async def test_csv_resume_with_another_text_setting_is_exit_2(serve, tmp_path):
     assert result.code == 2
     assert "[parse].text" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert (out / "pages.csv").read_bytes() == before
+
+
+async def test_a_csv_cell_longer_than_csvs_default_limit_reads_back(tmp_path):
+    from scraper import read_pages
+
+    path = tmp_path / "pages.csv"
+    sink = Sink(path, "csv", record_keys(text=True))
+    await sink.open()
+    long_text = "word " * 60_000  # 300 KB: over the csv module's 128 KiB default
+    await sink.write(Page(url="http://a/", ok=True, text=long_text, with_text=True))
+    await sink.write(Page(url="http://a/b", ok=True, text="short", with_text=True))
+    await sink.close()
+    records, good_end = read_back(path, "csv")
+    assert [r["url"] for r in records] == ["http://a/", "http://a/b"] and good_end == path.stat().st_size
+    assert records[0]["text"] == long_text
+    assert [p.text for p in read_pages(tmp_path)] == [long_text, "short"]
