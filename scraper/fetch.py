@@ -36,7 +36,7 @@ from yarl import URL
 from .config import Config
 from .limits import Limiter
 from .page import PageError, now_iso
-from .urls import normalize, raw_query
+from .urls import join, normalize
 
 __all__ = ["BlockedAddressError", "ExchangeHook", "FetchResult", "Fetcher", "PublicOnlyResolver", "is_public_address"]
 
@@ -500,10 +500,9 @@ def _wait(result: FetchResult, backoff: float, max_backoff: float) -> float:
 
 def _redirect_target(current: str, location: str) -> str | None:
     try:
-        joined = URL(current, encoded=True).join(URL(location.strip()))
+        return normalize(join(current, location))
     except (ValueError, TypeError, UnicodeError):
         return None
-    return normalize(joined, query=raw_query(location))
 
 
 def _retry_after(value: str | None) -> float | None:

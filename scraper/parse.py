@@ -23,7 +23,7 @@ from yarl import URL
 from .config import FieldSpec
 from .fields import FieldReader
 from .page import Page, PageError
-from .urls import LinkFilter, normalize, raw_query
+from .urls import LinkFilter, join, normalize
 
 __all__ = ["Extract", "ParseJob", "Parsed", "Parser", "decode", "is_html", "parse_failure"]
 
@@ -224,17 +224,18 @@ class Parser:
                     break
 
     def _read_links(self, root: Any, job: ParseJob, out: dict[str, Any]) -> None:
-        base = URL(job.final_url, encoded=True)  # normalised already: its query keeps its escapes
+        base_text = job.final_url  # normalised already: it keeps its escapes
         base_el = root.find(".//base[@href]")
         if base_el is not None:
             try:
-                joined = base.join(URL(base_el.get("href").strip()))
+                joined_text = join(base_text, base_el.get("href"))
+                joined = URL(joined_text)
                 if joined.scheme in ("http", "https") and joined.host:
-                    base = joined
+                    base_text = joined_text
             except (ValueError, TypeError, UnicodeError):
                 pass
+        base = URL(base_text, encoded=True)
         page_host = URL(job.final_url).host or ""
-        base_text = str(base)
         # what a relative href depends on: the base's directory ("a.html", "/a"), or all of it ("?q", "#f")
         path = base.raw_path
         directory = f"{base.scheme}://{base.raw_authority}{path[: path.rfind('/') + 1] or '/'}"
@@ -252,7 +253,7 @@ class Parser:
             if hit is None:
                 if len(resolved) >= _RESOLVED_MAX:
                     resolved.clear()
-                hit = resolved[key] = _resolve(base, href)
+                hit = resolved[key] = _resolve(base_text, href)
             link, host = hit
             if link is None or link in seen:
                 continue
@@ -270,11 +271,11 @@ _RESOLVED: dict[tuple[str, str], tuple[str | None, str]] = {}
 _RESOLVED_MAX = 50_000
 
 
-def _resolve(base: URL, href: str) -> tuple[str | None, str]:
+def _resolve(base: str, href: str) -> tuple[str | None, str]:
     """The normalised absolute URL of an href (whitespace already removed), and its host."""
     try:
-        joined = base.join(URL(href))
-        return normalize(joined, query=raw_query(href)), joined.host or ""
+        link = normalize(join(base, href))
+        return link, (URL(link).host or "") if link is not None else ""
     except (ValueError, TypeError, UnicodeError):
         return None, ""
 

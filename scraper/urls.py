@@ -3,23 +3,28 @@
 Normalisation is yarl's (lower-cased scheme and host, default port dropped,
 dot segments resolved, percent-escapes upper-cased, unreserved characters
 unescaped) plus rules of our own: an empty path becomes `/`, the fragment is
-dropped, and in the query an escape of a reserved character (`%2F`, `%3F`,
-`%26`, `%3D`, `%40`, ...) stays escaped, upper-cased (yarl would turn
-`y=%2f` into `y=/`, another URL to the server). Path case and query order are kept.
+dropped, and in the path and the query alike an escape of a reserved character
+(`%2F`, `%3F`, `%26`, `%3D`, `%40`, `%2C`, ...) stays escaped, upper-cased (yarl
+would turn `y=%2f` into `y=/` and `/a%2Cb` into `/a,b`: to a server, other URLs).
+Path case and query order are kept.
 
-A URL object has been through yarl already, so its query may have lost an
-escape: give `normalize` the text as found (or the raw query, `query=`).
+A URL object has been through yarl already, so its path and query may have lost
+an escape: give `normalize` the text as found, and resolve a reference against
+its page with `urllib.parse.urljoin`, which works on the text (`join`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from urllib.parse import quote, urljoin, urlsplit
 
 from yarl import URL
 
-__all__ = ["MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "is_sitemap_url", "normalize", "raw_query"]
+__all__ = [
+    "MAX_URL_LENGTH", "LinkFilter", "fingerprint", "host_key", "is_sitemap_url", "join", "normalize", "raw_query",
+]
 
 #: Links longer than this are skipped: a common crawler trap.
 MAX_URL_LENGTH = 2048
@@ -29,6 +34,9 @@ MAX_URL_LENGTH = 2048
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 #: what yarl leaves as it is in a query
 _QUERY_SAFE = _UNRESERVED | frozenset("!$&'()*+,;=:@/?")
+#: what a path may hold unescaped (RFC 3986 pchar and "/")
+_PATH_SAFE_CHARS = "!$&'()*+,;=:@/"
+_PATH_SAFE = _UNRESERVED | frozenset(_PATH_SAFE_CHARS)
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
@@ -42,15 +50,42 @@ def raw_query(text: str) -> str | None:
 
 def _normal_query(raw: str) -> str:
     """`raw` with escapes upper-cased, unreserved ones unescaped, reserved ones kept; the rest as yarl quotes it."""
+    return _normal_escapes(raw, _quoted_run)
+
+
+def _normal_escapes(raw: str, quote_run: Callable[[str], str]) -> str:
     parts: list[str] = []
     pos = 0
     for m in _ESCAPE.finditer(raw):
-        parts.append(_quoted_run(raw[pos:m.start()]))
+        parts.append(quote_run(raw[pos:m.start()]))
         char = chr(int(m.group(1), 16))
         parts.append(char if char in _UNRESERVED else "%" + m.group(1).upper())
         pos = m.end()
-    parts.append(_quoted_run(raw[pos:]))
+    parts.append(quote_run(raw[pos:]))
     return "".join(parts)
+
+
+def _quoted_path_run(run: str) -> str:
+    if all(c in _PATH_SAFE for c in run):
+        return run
+    return quote(run, safe=_PATH_SAFE_CHARS)
+
+
+def _normal_path(raw: str) -> str:
+    """A path as written, its escapes normalised as in the query, its dot segments resolved."""
+    plain = "%" not in raw and all(c in _PATH_SAFE for c in raw)
+    path = raw if plain else _normal_escapes(raw, _quoted_path_run)
+    if not path.startswith("/"):
+        path = "/" + path
+    if "/." in path:
+        # yarl resolves the dot segments; every escape goes through it as "%25..", which it keeps as it is
+        path = URL("http://h" + path.replace("%", "%25")).raw_path.replace("%25", "%")
+    return path
+
+
+def join(base: str, reference: str) -> str:
+    """`reference` resolved against `base` (RFC 3986), on the text: escapes stay as written."""
+    return urljoin(base, reference.strip())
 
 
 def _quoted_run(run: str) -> str:
@@ -62,8 +97,10 @@ def _quoted_run(run: str) -> str:
 def normalize(url: str | URL, *, query: str | None = None) -> str | None:
     """The normalised form of an absolute http(s) URL, or None when it is not one.
 
-    `query` is the URL's query as written, when `url` is a URL object made from it.
+    Give the URL as text: a URL object has lost the escapes yarl decodes (then
+    `query` is its query as written, and the path is yarl's).
     """
+    path: str | None = None
     try:
         if isinstance(url, URL):
             u = url
@@ -71,6 +108,7 @@ def normalize(url: str | URL, *, query: str | None = None) -> str | None:
             url = url.strip()
             u = URL(url)
             query = raw_query(url)
+            path = urlsplit(url).path
         if u.scheme not in ("http", "https") or not u.host:
             return None
         if u.fragment or u.raw_fragment:
@@ -81,7 +119,14 @@ def normalize(url: str | URL, *, query: str | None = None) -> str | None:
     head, sep, tail = text.partition("?")
     if query is not None and sep:
         tail = _normal_query(query)
-    if head.count("/") == 2:  # "http://a" or "http://a?q": yarl keeps it so; the normal form has a path
+    if path is not None:
+        yarl_path = u.raw_path
+        if yarl_path and head.endswith(yarl_path):
+            head = head[: len(head) - len(yarl_path)]
+        elif head.count("/") > 2:
+            head = head[: head.index("/", head.index("//") + 2)]
+        head += _normal_path(path)
+    elif head.count("/") == 2:  # "http://a" or "http://a?q": yarl keeps it so; the normal form has a path
         head += "/"
     return head + sep + tail
 

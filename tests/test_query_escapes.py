@@ -65,3 +65,28 @@ async def test_the_request_sends_the_escapes_and_the_record_keeps_them(serve: An
     assert sorted(seen) == ["/echo?y=%2F", "/echo?y=/", "/target?to=%2Fhome%3Fa%3D1"]  # two URLs, not one
     assert site.url("/echo?y=%2F") in pages and site.url("/echo?y=/") in pages
     assert pages[site.url("/moved")].final_url == site.url("/target?to=%2Fhome%3Fa%3D1")
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("http://a.test/a%2cb%40c%3ad%21e%24f%27g%28h%29i%2aj%3bk", "http://a.test/a%2Cb%40c%3Ad%21e%24f%27g%28h%29i%2Aj%3Bk"),
+        ("http://a.test/%7euser/x/%2E%2e/%41", "http://a.test/~user/A"),  # unreserved unescaped, then ".." resolved
+        ("http://a.test/x/../y%2f./z", "http://a.test/y%2F./z"),
+        ("http://a.test/a,b@c:d", "http://a.test/a,b@c:d"),  # unescaped reserved characters stay unescaped
+        ("http://a.test/%e2%82%ac/x y/%zz", "http://a.test/%E2%82%AC/x%20y/%25zz"),
+    ],
+)
+def test_path_escapes(raw: str, normal: str) -> None:
+    assert normalize(raw) == normal
+    assert normalize(normal) == normal
+
+
+def test_links_keep_their_path_escapes() -> None:
+    parser = Parser(fields={}, text=False, extract=None, link_filter=LinkFilter(True, (), ()))
+    body = (b'<base href="/d%2cir/"><a href="a%2cb">1</a><a href="../up%40x">2</a><a href="/r%3ds/./t">3</a>'
+            b'<a href="%7ek">4</a>')
+    out = parser.parse(ParseJob(final_url="http://a.test/p%2Cq", content_type="text/html", body=body, follow=True,
+                                sitemap=False))
+    assert out.links == ["http://a.test/d%2Cir/a%2Cb", "http://a.test/up%40x", "http://a.test/r%3Ds/t",
+                         "http://a.test/d%2Cir/~k"]
