@@ -55,7 +55,8 @@ async def crawl(cfg: Any, urls: list[str]) -> dict[str, Page]:
 
 
 async def test_slow_drip_and_silent_server_time_out_within_the_timeout(serve: Any) -> None:
-    timeout, attempts = 1.0, 2
+    # 2 s: each attempt must reach the server (a loaded machine's connect may take a second)
+    timeout, attempts = 2.0, 2
 
     async def drip(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/html", "Content-Length": "1000"})
