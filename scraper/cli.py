@@ -12,17 +12,18 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn
 
-from .config import load_config
+from .config import Config, load_config
 from .errors import ConfigError, OutputError, UsageError
 from .pipeline import Scraper
 from .progress import Progress, summary
+from .stats import Stats
 from .version import __version__
 
-__all__ = ["main"]
+__all__ = ["execute", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -138,9 +139,31 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-async def _run(args: argparse.Namespace, config: object) -> int:
-    scraper = Scraper(config)  # type: ignore[arg-type]
-    progress = None if args.quiet else Progress(verbose=args.verbose)
+async def _run(args: argparse.Namespace, config: Config) -> int:
+    scraper = Scraper(config)
+    return await execute(
+        scraper,
+        lambda progress: scraper.run(args.urls_file, resume=args.resume, overwrite=args.overwrite, progress=progress),
+        quiet=args.quiet,
+        verbose=args.verbose,
+        under_way="requests in flight",
+    )
+
+
+async def execute(
+    scraper: Scraper,
+    job: Callable[[Progress | None], Awaitable[Stats]],
+    *,
+    quiet: bool,
+    verbose: bool,
+    under_way: str,
+) -> int:
+    """Run `job` (a crawl, a reparse) as a command: progress, signals, summary, exit status.
+
+    The first SIGINT/SIGTERM lets what is `under_way` finish and the output be
+    flushed (exit 130/143); a second quits at once, leaving whole lines.
+    """
+    progress = None if quiet else Progress(verbose=verbose)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
 
@@ -148,10 +171,9 @@ async def _run(args: argparse.Namespace, config: object) -> int:
         if scraper.interrupted_by is not None:  # a second signal: now, leaving whole lines
             scraper.kill()  # the parse workers and their fork server go first: none outlives us
             os._exit(128 + scraper.interrupted_by)
-        if not args.quiet:
+        if not quiet:
             print(
-                f"\nscraper: {signal.Signals(signum).name}: finishing requests in flight, then stopping "
-                "(again to quit now)",
+                f"\nscraper: {signal.Signals(signum).name}: finishing {under_way}, then stopping (again to quit now)",
                 file=sys.stderr,
             )
         scraper.interrupt(signum)
@@ -160,15 +182,13 @@ async def _run(args: argparse.Namespace, config: object) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         async with scraper:
-            stats = await scraper.run(
-                args.urls_file, resume=args.resume, overwrite=args.overwrite, progress=progress
-            )
+            stats = await job(progress)
     except (UsageError, ConfigError) as e:
         return _fail(2, str(e))
     except OutputError as e:
         return _fail(1, str(e))
     except Exception as e:  # a bug: say it on one line (the whole traceback with -v)
-        if args.verbose:
+        if verbose:
             import traceback
 
             traceback.print_exc()
@@ -176,7 +196,7 @@ async def _run(args: argparse.Namespace, config: object) -> int:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
-    if not args.quiet:
+    if not quiet:
         print(summary(stats), file=sys.stderr)
     if scraper.interrupted_by is not None:
         return 128 + scraper.interrupted_by

@@ -593,22 +593,14 @@ class _Run:
         elapsed = time.monotonic() - self._started
         lags = sorted(self._lags)
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0.0
-        t = self.tally
-        return Stats(
-            pages=t.pages,
-            ok=t.ok,
-            failed=t.failed,
-            by_status=dict(sorted(t.by_status.items())),
-            by_error=dict(sorted(t.by_error.items())),
-            bytes=t.bytes,
-            elapsed_s=round(elapsed, 3),
-            pages_per_s=round(self.run_pages / elapsed, 2) if elapsed > 0 else 0.0,
+        return self.tally.stats(
+            elapsed=elapsed,
+            run_pages=self.run_pages,
             started_at=self._started_at,
             finished_at=now_iso(),
             interrupted=interrupted,
-            run_pages=self.run_pages,
+            since=self.since is not None,
             loop_lag_p99_ms=round(p99 * 1000, 2),
-            **(t.changes() if self.since is not None else {}),
         )
 
     async def _watch_loop(self) -> None:

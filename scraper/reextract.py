@@ -318,20 +318,12 @@ class _Reparse:
 
     def stats(self, interrupted: bool) -> Stats:
         elapsed = time.monotonic() - self._started
-        t = self.tally
-        return Stats(
-            pages=t.pages,
-            ok=t.ok,
-            failed=t.failed,
-            by_status=dict(sorted(t.by_status.items())),
-            by_error=dict(sorted(t.by_error.items())),
-            bytes=t.bytes,
-            elapsed_s=round(elapsed, 3),
-            pages_per_s=round(self.run_pages / elapsed, 2) if elapsed > 0 else 0.0,
+        return self.tally.stats(
+            elapsed=elapsed,
+            run_pages=self.run_pages,
             started_at=self._started_at,
             finished_at=now_iso(),
             interrupted=interrupted,
-            run_pages=self.run_pages,
         )
 
 

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import sys
 from pathlib import Path
 
-from .cli import _check_env, _fail, _Parser
+from .cli import _check_env, _fail, _Parser, execute
 from .config import Config, load_config
-from .errors import ConfigError, OutputError, UsageError
+from .errors import ConfigError
 from .pipeline import Scraper
-from .progress import Progress, summary
 
 __all__ = ["main"]
 
@@ -63,41 +59,12 @@ def main(argv: list[str]) -> int:
 
 async def _run(args: argparse.Namespace, config: Config) -> int:
     scraper = Scraper(config)
-    progress = None if args.quiet else Progress(verbose=args.verbose)
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-
-    def on_signal(signum: int) -> None:
-        if scraper.interrupted_by is not None:  # a second signal: now, leaving whole lines
-            scraper.kill()  # the parse workers and their fork server go first: none outlives us
-            os._exit(128 + scraper.interrupted_by)
-        if not args.quiet:
-            print(f"\nscraper: {signal.Signals(signum).name}: finishing the batches under way, then stopping "
-                  "(again to quit now)", file=sys.stderr)
-        scraper.interrupt(signum)
-
-    for signum in signals:
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
-        async with scraper:
-            stats = await scraper.reparse(
-                args.src, args.output, resume=args.resume, overwrite=args.overwrite, progress=progress
-            )
-    except (UsageError, ConfigError) as e:
-        return _fail(2, str(e))
-    except OutputError as e:
-        return _fail(1, str(e))
-    except Exception as e:  # a bug: one line (the whole traceback with -v)
-        if args.verbose:
-            import traceback
-
-            traceback.print_exc()
-        return _fail(1, f"internal error: {type(e).__name__}: {e}")
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
-    if not args.quiet:
-        print(summary(stats), file=sys.stderr)
-    if scraper.interrupted_by is not None:
-        return 128 + scraper.interrupted_by
-    return 0
+    return await execute(
+        scraper,
+        lambda progress: scraper.reparse(
+            args.src, args.output, resume=args.resume, overwrite=args.overwrite, progress=progress
+        ),
+        quiet=args.quiet,
+        verbose=args.verbose,
+        under_way="the batches under way",
+    )

@@ -98,3 +98,23 @@ class Tally:
     @property
     def failed(self) -> int:
         return self.pages - self.ok
+
+    def stats(self, *, elapsed: float, run_pages: int, started_at: str, finished_at: str, interrupted: bool,
+              since: bool = False, loop_lag_p99_ms: float = 0.0) -> Stats:
+        """The Stats of a run: these counts (the whole output), and this run's times and rate."""
+        return Stats(
+            pages=self.pages,
+            ok=self.ok,
+            failed=self.failed,
+            by_status=dict(sorted(self.by_status.items())),
+            by_error=dict(sorted(self.by_error.items())),
+            bytes=self.bytes,
+            elapsed_s=round(elapsed, 3),
+            pages_per_s=round(run_pages / elapsed, 2) if elapsed > 0 else 0.0,
+            started_at=started_at,
+            finished_at=finished_at,
+            interrupted=interrupted,
+            run_pages=run_pages,
+            loop_lag_p99_ms=loop_lag_p99_ms,
+            **(self.changes() if since else {}),
+        )
