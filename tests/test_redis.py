@@ -498,9 +498,9 @@ async def test_two_live_workers_cannot_share_a_name(redis_server: RedisServer, t
 
 
 async def test_close_ends_the_heartbeat_and_never_hangs(redis_server: RedisServer, tmp_path: Path):
-    """A worker refused a name it shares, then the first closed: 60 times, each close bounded."""
+    """A worker refused a name it shares, then the first closed: 15 times, each close bounded."""
     refused = 0
-    for _ in range(60):
+    for _ in range(15):
         name = job()
         a = frontier(redis_server, name, tmp_path, "same", lease=0.2)
         await a.link.ensure()
