@@ -6,9 +6,11 @@ reextract and report lazily, when their feature is asked for):
     cli, reparse        flags -> Config -> Scraper.run (or .reparse); progress, exit codes;
                         the `report` and `reparse` commands
     pipeline            Scraper, the public face (crawl, run, reparse, scrape) and the output
-                        folder's rules; its engine `_Run`: producer -> queue -> dispatcher ->
-                        fetch tasks -> batches -> parse -> records. It uses every room below
-                        through its declared interface only (`Frontier`, `ParsePool`, `Fetcher`)
+                        folder's rules; it builds one engine per run and hands it its parts
+    engine              one crawl: producer -> queue -> dispatcher -> fetch tasks -> batches ->
+                        parse -> records. Given every part it uses when built, it never sees
+                        the Scraper; it uses the rooms below through their declared interface
+                        only (`Frontier`, `ParsePool`, `Fetcher`)
     reextract           Scraper.reparse: a crawl's records parsed again from its archive
                         (it is handed the Scraper it serves; it names it for types only)
     report              an output folder -> report.html (reads the record files through sinks)

@@ -43,7 +43,8 @@ from .stats import Stats, Tally
 from .urls import is_sitemap_url
 
 if TYPE_CHECKING:
-    from .pipeline import Progress, Scraper
+    from .engine import Progress
+    from .pipeline import Scraper
     from .pool import ParsePool
 
 __all__ = ["reextract"]
