@@ -488,10 +488,11 @@ async def test_a_lost_connection_is_retried_and_the_lease_kept(redis_server: Red
 
 
 async def test_two_live_workers_cannot_share_a_name(redis_server: RedisServer, tmp_path: Path):
+    # a 2 s lease: the first worker renews it every 0.67 s, which a loaded machine cannot delay by a whole lease
     name = job()
-    a = frontier(redis_server, name, tmp_path, "same", lease=0.2)
+    a = frontier(redis_server, name, tmp_path, "same", lease=2.0)
     await a.link.ensure()
-    b = frontier(redis_server, name, tmp_path, "same", lease=0.2)
+    b = frontier(redis_server, name, tmp_path, "same", lease=2.0)
     with pytest.raises(UsageError, match="in use by a live worker"):
         await b.link.ensure()
     await a.close()
