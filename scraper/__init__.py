@@ -1,16 +1,19 @@
 """scraper: a concurrent web scraper.
 
 The layers, top to bottom (each imports only those below it; pipeline imports
-reextract and report lazily, when their feature is asked for):
+reextract, and folder imports report, lazily, when their feature is asked for):
 
     cli, reparse        flags -> Config -> Scraper.run (or .reparse); progress, exit codes;
                         the `report` and `reparse` commands
-    pipeline            Scraper, the public face (crawl, run, reparse, scrape) and the output
-                        folder's rules; it builds one engine per run and hands it its parts
+    pipeline            Scraper, the public face (crawl, run, reparse, scrape): a run is a short
+                        sequence of steps over the two rooms below, engine and folder
     engine              one crawl: producer -> queue -> dispatcher -> fetch tasks -> batches ->
                         parse -> records. Given every part it uses when built, it never sees
                         the Scraper; it uses the rooms below through their declared interface
                         only (`Frontier`, `ParsePool`, `Fetcher`)
+    folder              the output folder's rules, in the order a run applies them: overwrite,
+                        resume and format checks, --resume's read-back and rebuild of the crawl,
+                        stats.json (also on a full disk), the report
     reextract           Scraper.reparse: a crawl's records parsed again from its archive
                         (it is handed the Scraper it serves; it names it for types only)
     report              an output folder -> report.html (reads the record files through sinks)

@@ -6,9 +6,9 @@ for `[render]`. Each run builds its frontier and an `engine.Engine`, hands the
 engine every part it uses, and keeps it only so that `interrupt` can stop it:
 
 * `crawl` yields the engine's Pages and writes no file;
-* `run` applies the output folder's rules (overwrite, resume, the other
-  format's file, stats.json, the report) around the engine, whose frontier is
-  the one writer of the records' file;
+* `run` applies the output folder's rules (`folder.OutputFolder`: overwrite,
+  resume, the other format's file, stats.json, the report) around the engine,
+  whose frontier is the one writer of the records' file;
 * `--output -` (`run` with `[output] dir = "-"`) prints each record instead.
 
 How the engine's parts meet (producer, dispatcher, batches, records) is told
@@ -18,37 +18,35 @@ in `scraper.engine`.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
-import shutil
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from .archive import Archive, require_warcio, warc_path
+from .archive import Archive
 from .config import Config
 from .engine import Engine, Progress
-from .errors import OutputError, OutputExistsError, UsageError
-from .frontier import Frontier, Item, MemoryFrontier
+from .errors import OutputError, UsageError
+from .folder import OutputFolder
+from .frontier import Frontier, MemoryFrontier
 from .page import Page, record_keys
 from .parse import Extract, Parser
 from .pool import ParsePool, check_sendable
 from .render import find_browser
 from .since import EarlierCrawl
-from .sinks import RecordFormat, columns, csv_header, iter_records, read_back, sink_path, truncate_torn
+from .sinks import RecordFormat
 from .sources import numbered, open_source
 from .stats import Stats, Tally
 from .stdout import OutputClosed, StdoutSink
-from .urls import LinkFilter, host_key, is_sitemap_url
+from .urls import LinkFilter
 
 __all__ = ["GRACE_S", "Scraper", "scrape"]
 
 #: seconds that requests in flight get to finish after SIGINT/SIGTERM
 GRACE_S = 5.0
+
 _END: Any = object()
-#: keys every record has since recrawls exist: an output without them cannot be resumed
-_RECRAWL_KEYS = frozenset(("etag", "last_modified", "content_hash", "changed"))
 
 
 class Scraper:
@@ -218,82 +216,57 @@ class Scraper:
         """Run the whole job as the CLI does: read `source`, write DIR/pages.*, DIR/stats.json.
 
         `source` is a path to a urls file, "-" for standard input, or an iterable of URLs.
+        Every check that can refuse the run comes before the first file is written
+        (see `folder` for the folder's rules, in their order).
         """
         self.interrupted_by = None  # a Scraper may run again after an interrupted run
         self._require_extras()
         c = self.config
         if c.output.dir == "-":
             return await self._run_to_stdout(source, resume=resume, progress=progress)
-        out_dir = Path(c.output.dir)
-        report = c.output.report
-        fmt = c.output.format
-        other_fmt = "csv" if fmt == "jsonl" else "jsonl"
         frontier = self._new_frontier()  # first: it names the shard (and Redis is checked before any file)
-        path, other = sink_path(out_dir, fmt, frontier.shard), sink_path(out_dir, other_fmt, frontier.shard)
-        stats_path = out_dir / ("stats.json" if frontier.shard is None else f"stats-{frontier.shard}.json")
-        archive = Archive(warc_path(out_dir, frontier.shard)) if c.output.warc else None
-        if archive is not None:
-            require_warcio()
-
+        folder = OutputFolder(c.output, frontier.shard)
+        archive = folder.new_archive()
         seeds = open_source(source)  # fails early on a missing file
-        if c.render.mode != "never":  # no Playwright or no Chromium: exit 2 before any file or request
-            self._browser = await find_browser(c.render)
-        if resume and overwrite:
-            raise UsageError("--resume and --overwrite exclude each other")
-        if not resume and not overwrite:
-            for p in (path, other):
-                if p.exists():
-                    raise OutputExistsError(
-                        f"{p} already exists: use --resume to continue that crawl, or --overwrite to start over"
-                    )
-        if resume and other.exists() and not path.exists():
-            raise UsageError(f"{other} holds the crawl to resume: resume it with --format {other_fmt}")
-        since = await self._read_since(out_dir)  # before anything is written: its errors leave all as it was
-
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any request
-            if overwrite:
-                for p in (path, other, stats_path, warc_path(out_dir, frontier.shard)):
-                    p.unlink(missing_ok=True)
-                shutil.rmtree(out_dir / "html", ignore_errors=True)
-        except OSError as e:
-            raise OutputError(f"cannot prepare {out_dir}: {e.strerror or e}") from None
-
+        await self._find_browser()
+        folder.check(resume=resume, overwrite=overwrite)
+        since = await self._read_since(folder.dir)  # before anything is written: its errors leave all as it was
+        folder.prepare(overwrite=overwrite)
         tally = Tally()
-        used = 0
-        resumed_links: list[Item] = []
-        if resume and path.exists():
-            if fmt == "csv" and (header := csv_header(path)) not in (None, columns(self.record_keys)):
-                raise UsageError(_columns_differ(path, header, columns(self.record_keys)))
-            records, good_end = read_back(path, fmt)
-            if any(not _RECRAWL_KEYS.issubset(record) for record in records):
-                raise UsageError(f"{path} was written by an earlier version of scraper (its records have no "
-                                 "content_hash): finish it with that version, or start over with --overwrite")
-            truncate_torn(path, good_end)
-            used, resumed_links = await _rebuild(records, frontier, tally, c)
-
-        if archive is not None:
-            archive.open(append=resume)  # a torn last member is cut off before anything is appended
+        used, links = await folder.read_back(self.record_keys, frontier, tally, c.crawl) if resume else (0, [])
         resumed = tally.pages
-        records = RecordFormat(fmt, self.record_keys)
-        try:
-            await frontier.open_output(path, records.header)  # the frontier is the file's one writer
-        except OutputError:
-            if archive is not None:
-                await archive.close()
-            raise
-        run = self._engine(frontier, tally=tally, budget_used=used, records=records, progress=progress,
-                           archive=archive, since=since)
-        if resumed_links:
-            await frontier.add_links(resumed_links)
+        records = RecordFormat(c.output.format, self.record_keys)
+        await folder.open(frontier, records.header, archive, append=resume)
+        engine = self._engine(frontier, tally=tally, budget_used=used, records=records, progress=progress,
+                              archive=archive, since=since)
+        if links:
+            await frontier.add_links(links)
         # from here to execute() nothing awaits: stop() finds the run started
-        self._started(run)  # a signal while the output was read back stops it
+        self._started(engine)  # a signal while the output was read back stops it
+        stats = await self._execute_in(folder, engine, seeds, archive, resumed=resumed)
+        if c.output.report:
+            await folder.write_report()
+        return stats
+
+    async def _find_browser(self) -> None:
+        """With `[render]`: the Chromium to use; no Playwright or no Chromium: exit 2 before any file or request."""
+        if self.config.render.mode != "never":
+            self._browser = await find_browser(self.config.render)
+
+    async def _execute_in(
+        self, folder: OutputFolder, engine: Engine, seeds: AsyncIterator[tuple[int, bytes | str]],
+        archive: Archive | None, *, resumed: int,
+    ) -> Stats:
+        """Execute `engine`, with stats.json written before and after and the archive closed, whatever happens.
+
+        `resumed`: the records the output held before this run.
+        """
         error: BaseException | None = None
         try:
             # stats.json is there from the start: a killed run leaves one, and after a full disk
             # the last one is written in the room this one leaves
-            _write_stats(run.stats(interrupted=True), stats_path)
-            await run.execute(seeds)
+            folder.write_stats(engine.stats(interrupted=True))
+            await engine.execute(seeds)
         except BaseException as e:
             error = e
             raise
@@ -305,23 +278,17 @@ class Scraper:
                     await archive.close()
             except OutputError as e:
                 archive_error = e
-            if isinstance(error, OutputError) and path.exists():
-                # a full disk: count the records the file holds, not those that were lost
-                written = Tally()
-                for record in iter_records(path):
-                    written.add_record(record)
-                run.count_written(written, resumed)
+            if isinstance(error, OutputError) and (written := folder.count_records()) is not None:
+                engine.count_written(written, resumed)  # a full disk: the records the file holds, not those lost
             failed = error is not None or archive_error is not None
-            stats = run.stats(interrupted=self.interrupted_by is not None or failed)
+            stats = engine.stats(interrupted=self.interrupted_by is not None or failed)
             try:
-                _write_stats(stats, stats_path)
+                folder.write_stats(stats)
             except OutputError:
                 if error is None:
                     raise
         if archive_error is not None:
             raise archive_error
-        if report:
-            await _write_report(out_dir)
         return stats
 
     async def reparse(
@@ -395,84 +362,6 @@ class Scraper:
             except OutputClosed:
                 closed = True
         return run.stats(interrupted=closed or self.interrupted_by is not None)
-
-
-def _write_stats(stats: Stats, path: Path) -> None:
-    """Write stats.json; on a full disk, into the room its previous version leaves."""
-    try:
-        try:
-            stats.write(path)
-        except OSError as e:
-            if e.errno != errno.ENOSPC or not path.exists():
-                raise
-            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
-            path.unlink()
-            stats.write(path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-async def _write_report(out_dir: Path) -> None:
-    """`[output] report`: DIR/report.html, also after an interrupt.
-
-    On a thread, so the event loop still hears a second Ctrl-C (which quits at once).
-    An output without records gets no report.
-    """
-    from .report import write_report
-
-    try:
-        await asyncio.to_thread(write_report, out_dir)
-    except UsageError:
-        pass
-
-
-# --- resume ----------------------------------------------------------------------------
-
-
-async def _rebuild(
-    records: list[dict[str, Any]], frontier: Frontier, tally: Tally, c: Config
-) -> tuple[int, list[Item]]:
-    """Rebuild a crawl's state from its records: seen set, counts, and the pending links."""
-    used = 0
-    for record in records:
-        await frontier.mark_seen(record["url"])
-        tally.add_record(record)
-        error = record.get("error")
-        if not (isinstance(error, dict) and error.get("kind") in ("invalid_url", "robots")):
-            used += 1
-    link_filter = LinkFilter(c.crawl.same_host, c.crawl.allow, c.crawl.deny)
-    pending: list[Item] = []
-    for record in records:
-        links = record.get("links") or []
-        if not links:
-            continue
-        depth = record.get("depth") or 0
-        url = record["url"]
-        if depth == 0 and record.get("referrer") is None and is_sitemap_url(url):
-            pending.extend(Item(url=link, depth=0, referrer=None, allow_private=None) for link in links)  # type: ignore[arg-type]
-            continue
-        if depth >= c.crawl.depth:
-            continue
-        page_host = host_key(record.get("final_url") or url)
-        for link in links:
-            if link_filter.follows(link, host_key(link), page_host) and not await frontier.is_seen(link):
-                pending.append(Item(url=link, depth=depth + 1, referrer=url, allow_private=None))  # type: ignore[arg-type]
-    return used, pending
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-def _columns_differ(path: Path, header: list[str], expected: list[str]) -> str:
-    """Why a CSV output cannot be resumed with this configuration's columns."""
-    missing = [k for k in expected if k not in header]
-    extra = [k for k in header if k not in expected]
-    settings = {"text": "[parse].text", "markdown": "[parse].markdown", "rendered": "[render].mode"}
-    for key in missing + extra:
-        if key in settings:
-            return f"{path} was written with another {settings[key]} setting: resume it with the same one"
-    return (f"{path} has other columns than this version writes ({', '.join(missing + extra) or 'their order'}): "
-            "finish it with the version that wrote it, or start over with --overwrite")
 
 
 def scrape(
