@@ -217,7 +217,7 @@ class Engine:
         self._capacity.set()
 
     def stop_early(self) -> None:
-        """A signal before `execute` (while the output was read back): the run takes no URL."""
+        """A signal that came while the run was set up, before `execute`: the run takes no URL."""
         self.stopping = True
         self.frontier.stop()
 

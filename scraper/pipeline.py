@@ -150,7 +150,7 @@ class Scraper:
                       page_to_parse=self.extract is not None, browser=self._browser, **parts)
 
     def _started(self, engine: Engine) -> None:
-        """`engine` is the run that `interrupt` stops; one that came already stops it before it starts."""
+        """From here `interrupt` stops `engine`; a signal that came while the run was set up stops it now."""
         self._run = engine
         if self.interrupted_by is not None:
             engine.stop_early()
