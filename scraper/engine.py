@@ -33,6 +33,7 @@ engine itself writes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -65,6 +66,8 @@ __all__ = ["PARK_CAP", "Engine", "Progress"]
 PARK_CAP = 10_000
 
 _END: Any = object()
+#: a number per engine of this process: a parse worker gives back each followed link once per run
+_RUNS = itertools.count(1)
 
 
 class Progress(Protocol):
@@ -123,6 +126,7 @@ class Engine:
         self.progress = progress
         self.since = since
         self.link_filter = LinkFilter(config.crawl.same_host, config.crawl.allow, config.crawl.deny)
+        self._run_id = next(_RUNS)  # see ParseJob.run
 
         self.stopping = False
         self._fatal: BaseException | None = None
@@ -612,6 +616,7 @@ class Engine:
                 follow=item.depth < max_depth,
                 sitemap=sitemap,
                 page=self._fetched(item, result) if self.page_to_parse else None,
+                run=self._run_id,
             )
             for item, result, sitemap in batch
         ]
@@ -639,6 +644,7 @@ class Engine:
         if out.seeds:  # a sitemap: its URLs are seeds
             follow = [Item(url=link, depth=0, referrer=None, allow_private=None) for link in links]  # type: ignore[arg-type]
         elif not self.stopping:
+            # a link a worker gave back earlier in this run is not given again: it is in the frontier
             depth = item.depth + 1
             follow = [
                 Item(url=links[i], depth=depth, referrer=item.url, allow_private=item.allow_private)

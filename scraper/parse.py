@@ -23,7 +23,7 @@ from yarl import URL
 from .config import FieldSpec
 from .fields import FieldReader
 from .page import Page, PageError
-from .urls import LinkFilter, join, normalize
+from .urls import LinkFilter, join, link_host, normalize
 
 __all__ = ["Extract", "ParseJob", "Parsed", "Parser", "decode", "is_html", "parse_failure"]
 
@@ -41,6 +41,9 @@ class ParseJob:
     follow: bool  # whether the crawl may follow this page's links
     sitemap: bool  # a seed that looks like a sitemap: expand it
     page: Page | None = None  # only when an `extract` function wants it
+    #: the crawl this page belongs to, when its `follow` may leave out the links this worker
+    #: already gave back in it (see `Parsed.follow`); None: every followed link, every time
+    run: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,8 @@ class Parsed:
     title: str | None = None
     description: str | None = None
     links: list[str] = field(default_factory=list)
-    #: indices into `links` of those the crawl follows
+    #: indices into `links` of those the crawl follows; with `ParseJob.run`, less those this
+    #: worker already gave back in that run (the engine has added them to its frontier then)
     follow: list[int] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
     #: the visible text, with `[parse] text`
@@ -142,12 +146,15 @@ class Parser:
         self.needs_soup = extract is not None  # fields are read from the lxml tree
         self._html_parser: etree.HTMLParser | None = None  # made in the worker: it does not pickle
         self._field_reader: FieldReader | None = None  # compiled selectors, made in the worker too
+        self._run: int | None = None  # the crawl `_reported` belongs to
+        self._reported: set[str] = set()  # links given back as followed in that crawl
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_html_parser"] = None
         state["_field_reader"] = None
         state["_to_markdown"] = None
+        state["_run"], state["_reported"] = None, set()
         return state
 
     def parse(self, job: ParseJob) -> Parsed:
@@ -224,58 +231,96 @@ class Parser:
                     break
 
     def _read_links(self, root: Any, job: ParseJob, out: dict[str, Any]) -> None:
+        """The page's links, resolved and normalised, each once, and the indices of those followed.
+
+        Per link this is a look-up in the worker's cache of resolved links and a
+        check of the crawl's filter. In a crawl (`job.run`), a link this worker gave
+        back as followed earlier in the same run is not given back again: the
+        engine added it to its frontier then, where it is seen now, so the main
+        process, the busier one, does not check it again. Each worker remembers
+        what it gave back, so a link found by two workers still comes back twice,
+        and the frontier's seen set stays what decides.
+        """
         base_text = job.final_url  # normalised already: it keeps its escapes
-        base_el = root.find(".//base[@href]")
-        if base_el is not None:
+        base_el = _BASE(root)
+        if base_el:
             try:
-                joined_text = join(base_text, base_el.get("href"))
+                joined_text = join(base_text, base_el[0])
                 joined = URL(joined_text)
                 if joined.scheme in ("http", "https") and joined.host:
                     base_text = joined_text
             except (ValueError, TypeError, UnicodeError):
                 pass
-        base = URL(base_text, encoded=True)
-        page_host = URL(job.final_url).host or ""
-        # what a relative href depends on: the base's directory ("a.html", "/a"), or all of it ("?q", "#f")
-        path = base.raw_path
-        directory = f"{base.scheme}://{base.raw_authority}{path[: path.rfind('/') + 1] or '/'}"
+        page_host = link_host(job.final_url)
+        directory = _directory(base_text)
         seen: set[str] = set()
         links: list[str] = out["links"]
         follow: list[int] = out["follow"]
         resolved = _RESOLVED
-        for el in root.iter("a", "area"):
-            href = el.get("href")
-            if href is None:
-                continue
-            href = _HREF_WS.sub("", href.strip())
-            key = (base_text if not href or href[0] in "?#" else directory, href)
+        follows = self.link_filter.follows if job.follow else None
+        reported = None
+        if job.run is not None:
+            if self._run != job.run or len(self._reported) >= _REPORTED_MAX:
+                self._run, self._reported = job.run, set()
+            reported = self._reported
+        for raw in _HREFS(root):
+            # whitespace, "?" or "#" first: resolved against the whole base (see `_directory`)
+            key = (base_text if not raw or raw[0] in "?#" or raw[0].isspace() else directory, raw)
             hit = resolved.get(key)
             if hit is None:
                 if len(resolved) >= _RESOLVED_MAX:
                     resolved.clear()
-                hit = resolved[key] = _resolve(base_text, href)
+                hit = resolved[key] = _resolve(base_text, _HREF_WS.sub("", raw.strip()))
             link, host = hit
             if link is None or link in seen:
                 continue
             seen.add(link)
-            if job.follow and self.link_filter.follows(link, host, page_host):
-                follow.append(len(links))
+            if follows is not None and follows(link, host, page_host):
+                if reported is None:
+                    follow.append(len(links))
+                elif link not in reported:
+                    reported.add(link)
+                    follow.append(len(links))
             links.append(link)
 
 
+#: hrefs of <a> and <area>, in document order; <base href>: plain strings, no lxml "smart" ones
+_HREFS = etree.XPath("//a/@href | //area/@href", smart_strings=False)
+_BASE = etree.XPath("(//base[@href])[1]/@href", smart_strings=False)
 _HREF_WS = re.compile(r"[\t\n\r]")
-# (base directory, href) -> (normalised URL, host). A site's pages repeat the same links
-# (menus, footers, pagination): resolving and normalising one costs ~20 us in yarl,
-# a look-up well under 1. Bounded: cleared when full.
+# (base directory, href as written) -> (normalised URL, host). A site's pages repeat the same
+# links (menus, footers, pagination): resolving and normalising a plain one costs a few us
+# (an unusual one ~20 us in yarl), a look-up well under 1. Bounded: cleared when full.
 _RESOLVED: dict[tuple[str, str], tuple[str | None, str]] = {}
 _RESOLVED_MAX = 50_000
+#: links a worker remembers having given back in one crawl; past this it starts afresh
+_REPORTED_MAX = 200_000
+
+
+def _directory(base: str) -> str:
+    """What resolving a reference with a path depends on: `base` up to its path's last "/".
+
+    Scheme, authority and the path's directory; not the last segment, the query or
+    the fragment. A reference that is empty or starts with "?" or "#" depends on
+    all of `base` (the cache keys it so). A base without a path is its root.
+    """
+    end = len(base)
+    for c in "?#":
+        i = base.find(c, 0, end)
+        if i >= 0:
+            end = i
+    slash = base.rfind("/", 0, end)
+    authority = base.find("//") + 2
+    if slash < authority:
+        return base[:end] + "/"
+    return base[: slash + 1]
 
 
 def _resolve(base: str, href: str) -> tuple[str | None, str]:
     """The normalised absolute URL of an href (whitespace already removed), and its host."""
     try:
         link = normalize(join(base, href))
-        return link, (URL(link).host or "") if link is not None else ""
+        return link, link_host(link) if link is not None else ""
     except (ValueError, TypeError, UnicodeError):
         return None, ""
 
