@@ -41,13 +41,35 @@ reextract, and folder imports report, lazily, when their feature is asked for):
     urls, errors        themselves when built)
 """
 
-from .config import Config, load_config
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import ConfigError, OutputError, OutputExistsError, ScraperError, UsageError
 from .page import Page, PageError
-from .pipeline import Scraper, scrape
-from .reader import read_pages
-from .stats import Stats
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .config import Config, load_config
+    from .pipeline import Scraper, scrape
+    from .reader import read_pages
+    from .stats import Stats
+
+# The crawler's names are imported on first use: a parse worker imports `scraper.parse`,
+# which runs this file first, and needs neither aiohttp nor the config's pydantic models
+# (a third of a second less for the parse pool to start).
+_LAZY = {"Config": "config", "load_config": "config", "Scraper": "pipeline", "scrape": "pipeline",
+         "read_pages": "reader", "Stats": "stats"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Config",

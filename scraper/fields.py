@@ -20,13 +20,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lxml import etree
 
-from .config import FieldSpec
+if TYPE_CHECKING:
+    from .config import FieldSpec
 
-__all__ = ["FieldReader", "compile_selector"]
+__all__ = ["FieldReader", "Selection", "compile_selector"]
+
+
+class Selection(NamedTuple):
+    """A `FieldSpec`'s values as the parse workers get them: a plain tuple, so that
+    a worker never imports the config's pydantic models (a fifth of a second each)."""
+
+    selector: str
+    attr: str | None = None
+    all: bool = False
+
+    @classmethod
+    def of(cls, spec: FieldSpec | Selection) -> Selection:
+        return cls(spec.selector, spec.attr, spec.all)
 
 # bs4's HTMLTreeBuilder.DEFAULT_STRING_CONTAINERS: their text is a string type of its own
 _CONTAINERS = frozenset(("script", "style", "template", "rt", "rp"))
@@ -79,7 +93,7 @@ def _translator() -> Any:
 class FieldReader:
     """Every `[parse.fields]` value of a page, from its lxml tree. Built in the worker (XPath does not pickle)."""
 
-    def __init__(self, fields: dict[str, FieldSpec]) -> None:
+    def __init__(self, fields: dict[str, FieldSpec] | dict[str, Selection]) -> None:
         self._fields: list[tuple[str, etree.XPath, Callable[[Any], Any], bool, bool]] = []
         for name, spec in fields.items():
             if spec.attr is None:

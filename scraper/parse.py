@@ -15,15 +15,17 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 from yarl import URL
 
-from .config import FieldSpec
-from .fields import FieldReader
+from .fields import FieldReader, Selection
 from .page import Page, PageError
 from .urls import LinkFilter, join, link_host, normalize
+
+if TYPE_CHECKING:
+    from .config import FieldSpec
 
 __all__ = ["Extract", "ParseJob", "Parsed", "Parser", "decode", "is_html", "parse_failure"]
 
@@ -131,13 +133,13 @@ class Parser:
 
     def __init__(
         self,
-        fields: dict[str, FieldSpec],
+        fields: dict[str, FieldSpec] | dict[str, Selection],
         text: bool,
         extract: Extract | None,
         link_filter: LinkFilter,
         markdown: bool = False,
     ) -> None:
-        self.fields = fields
+        self.fields = {name: Selection.of(spec) for name, spec in fields.items()}  # plain tuples: see Selection
         self.text = text
         self.markdown = markdown
         self._to_markdown: Callable[[str], str] | None = None  # html-to-markdown, loaded in the worker
