@@ -266,8 +266,12 @@ class Parser:
                 self._run, self._reported = job.run, set()
             reported = self._reported
         for raw in _HREFS(root):
-            # whitespace, "?" or "#" first: resolved against the whole base (see `_directory`)
-            key = (base_text if not raw or raw[0] in "?#" or raw[0].isspace() else directory, raw)
+            # whitespace, "?" or "#" first: resolved against the whole base (see `_directory`);
+            # "#anchor" is the page itself, whatever the anchor: one resolution for all of them
+            if raw and raw[0] == "#" and _PLAIN_FRAGMENT.fullmatch(raw):
+                key = (base_text, "#")
+            else:
+                key = (base_text if not raw or raw[0] in "?#" or raw[0].isspace() else directory, raw)
             hit = resolved.get(key)
             if hit is None:
                 if len(resolved) >= _RESOLVED_MAX:
@@ -290,6 +294,8 @@ class Parser:
 _HREFS = etree.XPath("//a/@href | //area/@href", smart_strings=False)
 _BASE = etree.XPath("(//base[@href])[1]/@href", smart_strings=False)
 _HREF_WS = re.compile(r"[\t\n\r]")
+#: a fragment-only reference whose anchor cannot change how the URL parses (what `urls.normalize` drops)
+_PLAIN_FRAGMENT = re.compile(r"#[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*")
 # (base directory, href as written) -> (normalised URL, host). A site's pages repeat the same
 # links (menus, footers, pagination): resolving and normalising a plain one costs a few us
 # (an unusual one ~20 us in yarl), a look-up well under 1. Bounded: cleared when full.

@@ -48,3 +48,8 @@ def test_a_crawl_gets_each_followed_link_from_a_worker_once():
     assert p.parse(job("http://a.test/b.html", '<a href="y">y</a><a href="z">z</a>', run=2)).follow == [0, 1]
     for _ in range(2):
         assert p.parse(job("http://a.test/b.html", '<a href="y">y</a><a href="z">z</a>')).follow == [0, 1]
+
+
+def test_links_after_the_end_tags_are_kept():
+    body = '<html><body><a href="a">a</a></body></html><a href="b">b</a></BODY ></html >'
+    assert parser().parse(job("http://a.test/", body)).links == ["http://a.test/a", "http://a.test/b"]

@@ -124,3 +124,20 @@ def test_plain_links_are_their_own_normal_form():
     assert normalize("http://h.test:80/a") == "http://h.test/a"  # a default port: the general way drops it
     assert normalize("http://h.test/a/./b") == "http://h.test/a/b"
     assert link_host("http://xn--e1afmkfd.xn--p1ai/") == "пример.рф"  # as yarl gives it, decoded
+
+
+def _resolved(base: str, ref: str) -> str | None:
+    return normalize(join(base, ref))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_every_plain_anchor_of_a_page_is_the_page(seed):
+    """The parse workers resolve "#anchor" once per page (parse._PLAIN_FRAGMENT): any plain anchor gives that."""
+    from scraper.parse import _PLAIN_FRAGMENT
+
+    pieces = Pieces(300 + seed)
+    for _ in range(3000):
+        base = pieces.url().strip()
+        anchor = "#" + "".join(pieces.rng.choice("aZ9-._~!$&'()*+,;=:@/?") for _ in range(pieces.rng.randint(0, 6)))
+        assert _PLAIN_FRAGMENT.fullmatch(anchor)
+        assert _outcome(_resolved, base, anchor) == _outcome(_resolved, base, "#"), base
