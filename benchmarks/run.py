@@ -10,6 +10,8 @@ Scenarios (all against servers on 127.0.0.1, see `servers`):
            the server-observed span and the whole wall time against the ideal n*D/C
 - fields   `list` with `[parse.fields]` set (CSS selectors: a text and an attribute list)
 - bigfile  a 2,000,000-line urls.txt with `--max-pages 1000`: wall time and memory
+- docs     the Python 3.11 documentation (Debian's python3.11-doc, real pages) crawled from
+           /index.html: ours against Scrapy (no bare loop: the pages are not known beforehand)
 
 Every tool runs as a subprocess of this driver, started the same way: a few
 lines of bootstrap (`_BOOT`) run the module exactly as `python -m` would
@@ -58,7 +60,7 @@ from .site import SiteInfo, ensure_site, write_urls
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
-SCENARIOS = ("list", "crawl", "latency", "fields", "bigfile")
+SCENARIOS = ("list", "crawl", "latency", "fields", "bigfile", "docs")
 TOOLS = ("ours", "bare", "scrapy")
 
 LIST_CONCURRENCY = 64
@@ -67,6 +69,7 @@ LATENCY_DELAY_MS = 200
 CRAWL_DEPTH = 1000  # "large": the site's real depth is much smaller
 BIGFILE_LINES = 2_000_000
 BIGFILE_MAX_PAGES = 1000
+DOCS = Path("/usr/share/doc/python3.11/html")  # Debian's python3.11-doc
 
 # Runs `python -m MODULE ARGS...` in this very process, and records VmHWM at exit.
 _BOOT = """\
@@ -379,11 +382,12 @@ class Job:
     scenario: str
     urls_file: Path
     concurrency: int
-    expected: int  # records a correct run writes
+    expected: int | None  # records a correct run writes (None: not known beforehand)
     crawl: bool = False
     fields: bool = False
     max_pages: int = 0
     bare_urls_file: Path | None = None  # for a crawl: the same pages as a list
+    tools: tuple[str, ...] = TOOLS  # those that run; the others are reported as skipped
 
 
 @dataclass
@@ -551,10 +555,10 @@ def run_job(
         if before:
             before()
         print(f"  {job.scenario}: {tool} ...", end="", flush=True, file=sys.stderr)
-        run = RUNNERS[tool](job, ctx)
+        run = RUNNERS[tool](job, ctx) if tool in job.tools else Run.skipped(tool, "not run in this scenario")
         if after and run.status != "skipped":
             after(run)
-        if run.status in ("ok", "skipped") and run.records not in (None, job.expected):
+        if job.expected is not None and run.status in ("ok", "skipped") and run.records not in (None, job.expected):
             run.note = (run.note + "; " if run.note else "") + (f"{run.records} records, expected {job.expected}")
         wall = f" {run.wall_s:.2f} s" if run.wall_s is not None else ""
         print(f" {run.status}{wall}", file=sys.stderr)
@@ -644,6 +648,17 @@ def run_scenarios(plan: Plan, site: SiteInfo, ctx: Context, use_nginx: bool) -> 
                 run_job(job, ctx),
                 {"pages": site.n_pages, "fields": {"h1": "h1", "links": "a[href], all"}},
             )
+
+        if "docs" in plan.only and (DOCS / "index.html").is_file():
+            docs = stack.enter_context(servers.start_static(DOCS, use_nginx=use_nginx))
+            results["server"]["docs"] = docs.kind
+            docs_seed = files / "docs-seed.txt"
+            docs_seed.write_text(f"{docs.base_url}/index.html\n")
+            job = Job("docs", docs_seed, LIST_CONCURRENCY, None, crawl=True, tools=("ours", "scrapy"))
+            add("docs", f"crawl of the Python 3.11 docs ({DOCS}) from /index.html", job, run_job(job, ctx),
+                {"docs": str(DOCS), "depth": CRAWL_DEPTH})
+        elif "docs" in plan.only:
+            print(f"docs: skipped, no {DOCS}/index.html (apt-get install python3.11-doc)", file=sys.stderr)
 
         if "bigfile" in plan.only:
             big = write_urls(files / "big.txt", static.base_url, site.n_pages, lines=BIGFILE_LINES, unique=True)
