@@ -447,9 +447,8 @@ class Engine:
         if self.budget_exhausted() or self.stopping:
             await self.frontier.release(item)
             return
-        u = URL(item.url)
-        if item.allow_private is None:
-            origin = URL(item.referrer).host if item.referrer else u.host
+        if item.allow_private is None:  # a seed (links inherit their referrer's)
+            origin = URL(item.referrer).host if item.referrer else URL(item.url).host
             item.allow_private = await self.fetcher.is_private_host(origin or "")
         if self.robots is not None:
             error = await self.robots.check(item.url, allow_private=item.allow_private)

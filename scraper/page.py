@@ -57,8 +57,16 @@ OPTIONAL_KEYS = ("text", "markdown", "rendered")
 
 def record_keys(*, text: bool = False, markdown: bool = False, rendered: bool = False) -> tuple[str, ...]:
     """The keys of a record (and CSV columns), in output order, for these settings."""
+    return _KEYS[text, markdown, rendered]
+
+
+def _keys(text: bool, markdown: bool, rendered: bool) -> tuple[str, ...]:
     present = {"text": text, "markdown": markdown, "rendered": rendered}
     return tuple(k for k in RECORD_KEYS if present.get(k, True))
+
+
+#: the eight possible key lists, made once: every record asks for its own
+_KEYS = {(t, m, r): _keys(t, m, r) for t in (False, True) for m in (False, True) for r in (False, True)}
 
 
 @dataclass(frozen=True, slots=True)

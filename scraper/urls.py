@@ -248,11 +248,8 @@ def link_host(url: str) -> str:
 
 
 def host_key(url: str) -> str:
-    """The host name that per-host limits apply to (port and scheme ignored)."""
-    try:
-        return URL(url).host or ""
-    except ValueError:
-        return ""
+    """The host name that per-host limits apply to (port and scheme ignored): yarl's `URL(url).host`."""
+    return link_host(url)
 
 
 class LinkFilter:
