@@ -15,6 +15,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ from aiohttp import web
 
 from scraper.config import FrontierConfig, OutputConfig
 from scraper.errors import UsageError
-from scraper.frontier import Item
+from scraper.frontier import Item, redis_shard
 from scraper.frontier.redis import RedisFrontier
 from tests.conftest import ROOT, Server, html, read_jsonl, write_config
 from tests.redis_server import RedisServer, free_port, start_redis
@@ -438,6 +440,38 @@ async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_on_
     assert await again.next() is None
     await again.close()
     assert list(shards(tmp_path)) == ["pages-a.jsonl"]
+    assert_exactly_once(tmp_path, {i.url for i in items})
+    assert_job_clean(redis_server, name)
+
+
+async def test_a_flush_cut_short_by_a_stop_lands_before_the_shard_is_given_up(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An append slower than the flusher's stop (a loaded disk) ends before the shard is closed, not after a repair."""
+    started, landed = threading.Event(), threading.Event()
+
+    def slow_append(fd: int, data: bytes) -> None:
+        started.set()
+        time.sleep(1.5)  # longer than stop() waits before cutting the flush short (1 s)
+        real_append(fd, data)
+        landed.set()
+
+    real_append = redis_shard._append
+    monkeypatch.setattr(redis_shard, "_append", slow_append)
+    name = job()
+    a = frontier(redis_server, name, tmp_path, "a", lease=0.2)
+    items = await seeded(a, 3)
+    for item in items:
+        assert await a.record(item, line(item.url))
+    assert await asyncio.to_thread(started.wait, 30)  # the background flush is appending
+    await crash(a)  # cuts that flush short: its lines are not confirmed in Redis
+    # the append ended before the shard was closed: a later one could land in whatever file took its descriptor
+    assert landed.is_set()
+    monkeypatch.setattr(redis_shard, "_append", real_append)
+    again = frontier(redis_server, name, tmp_path, "a", lease=0.2)  # cuts the shard back and writes them again
+    again.close_seeds()
+    assert await again.next() is None
+    await again.close()
     assert_exactly_once(tmp_path, {i.url for i in items})
     assert_job_clean(redis_server, name)
 

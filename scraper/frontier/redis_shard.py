@@ -12,6 +12,7 @@ closes; `adopt` takes over the lines of dead workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -44,6 +45,7 @@ class ShardWriter:
         self._fd: int | None = None
         self._committed = 0  # bytes of the shard that Redis knows are whole records
         self._dirty = True  # lines may wait in Redis (a previous life under this name)
+        self._appending: asyncio.Future[None] | None = None  # an append under way in a thread
         self._flusher = Periodic(f"worker {link.worker}: flushing its shard", FLUSH_EVERY, self._flush_if_dirty,
                                  keep_going=True)
 
@@ -134,7 +136,9 @@ class ShardWriter:
                         os.ftruncate(fd, self._committed)
                     elif size < self._committed:
                         self._committed = size  # cut by someone else (--overwrite): start from there
-                    await asyncio.shield(asyncio.to_thread(_append, fd, b"".join(lines)))
+                    # a thread cannot be stopped: a cancelled flush leaves it to finish, and stop() waits for it
+                    self._appending = asyncio.ensure_future(asyncio.to_thread(_append, fd, b"".join(lines)))
+                    await asyncio.shield(self._appending)
                     size = os.fstat(fd).st_size
                 except OSError as e:
                     raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
@@ -142,8 +146,17 @@ class ShardWriter:
                 self._committed = size
 
     async def stop(self) -> None:
-        """Stop flushing in the background (after a flush under way: its append must not outlive it)."""
+        """Stop flushing in the background (after a flush under way: its append must not outlive it).
+
+        A flush cut short while its append runs in a thread leaves the lines unconfirmed (the next
+        holder of the shard cuts them and writes them again); the append itself is waited for, so
+        it can never land after the shard is closed, and so after that repair.
+        """
         await self._flusher.stop(timeout=max(1.0, 2 * self._link.lease))
+        appending, self._appending = self._appending, None
+        if appending is not None:
+            with contextlib.suppress(OSError):  # the flush reported it, or the next holder repairs it
+                await appending
 
     # --- dead workers' lines ---------------------------------------------------------------
 
