@@ -66,18 +66,18 @@ class OutputFolder:
         require_warcio()
         return archive
 
-    def check(self, *, resume: bool, overwrite: bool) -> None:
-        """Refuse a run that would lose or mix up an earlier crawl's records, before anything is written."""
+    def check(self, *, resume: bool, overwrite: bool, job: str = "crawl") -> None:
+        """Refuse a run that would lose or mix up an earlier `job`'s records, before anything is written."""
         if resume and overwrite:
             raise UsageError("--resume and --overwrite exclude each other")
         if not resume and not overwrite:
             for p in (self.pages, self.other):
                 if p.exists():
                     raise OutputExistsError(
-                        f"{p} already exists: use --resume to continue that crawl, or --overwrite to start over"
+                        f"{p} already exists: use --resume to continue that {job}, or --overwrite to start over"
                     )
         if resume and self.other.exists() and not self.pages.exists():
-            raise UsageError(f"{self.other} holds the crawl to resume: resume it with --format {self.other_format}")
+            raise UsageError(f"{self.other} holds the {job} to resume: resume it with --format {self.other_format}")
 
     def prepare(self, *, overwrite: bool) -> None:
         """Make the folder; with `overwrite`, remove the earlier crawl's files (this shard's)."""

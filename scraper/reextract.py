@@ -28,6 +28,7 @@ in SRC's order. `--resume` skips the URLs already in DST.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -35,10 +36,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .archive import ArchiveIndex, archive_paths, find_body, index_archives, require_warcio
-from .errors import OutputError, OutputExistsError, UsageError
+from .errors import OutputError, UsageError
+from .folder import OutputFolder
 from .page import Page, now_iso
 from .parse import Parsed, ParseJob, is_html
-from .sinks import Sink, columns, csv_header, iter_records, output_files, read_back, sink_path, truncate_torn
+from .sinks import Sink, columns, csv_header, iter_records, output_files, read_back, truncate_torn
 from .stats import Stats, Tally
 from .urls import is_sitemap_url
 
@@ -111,27 +113,10 @@ async def reextract(
     require_warcio()
     if dst.resolve() == src.resolve():
         raise UsageError(f"the output folder {dst} is SRC_DIR: reparse writes to another folder")
-    if resume and overwrite:
-        raise UsageError("--resume and --overwrite exclude each other")
-    fmt = c.output.format
-    other_fmt = "csv" if fmt == "jsonl" else "jsonl"
-    path, other, stats_path = sink_path(dst, fmt), sink_path(dst, other_fmt), dst / "stats.json"
-    keys = scraper.record_keys
-    if not resume and not overwrite:
-        for p in (path, other):
-            if p.exists():
-                raise OutputExistsError(
-                    f"{p} already exists: use --resume to continue that reparse, or --overwrite to start over"
-                )
-    if resume and other.exists() and not path.exists():
-        raise UsageError(f"{other} holds the reparse to resume: resume it with format {other_fmt}")
-    try:
-        dst.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for p in (path, other, stats_path):
-                p.unlink(missing_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot prepare {dst}: {e.strerror or e}") from None
+    folder = OutputFolder(dataclasses.replace(c.output, dir=str(dst)), None)
+    folder.check(resume=resume, overwrite=overwrite, job="reparse")
+    folder.prepare(overwrite=overwrite)
+    fmt, path, keys = folder.format, folder.pages, scraper.record_keys
 
     tally = Tally()
     done: set[str] = set()
@@ -168,10 +153,10 @@ async def reextract(
                 raise
         stats = run.stats(interrupted=scraper.interrupted_by is not None or error is not None)
         try:
-            stats.write(stats_path)
-        except OSError as e:
+            folder.write_stats(stats)
+        except OutputError:
             if error is None:
-                raise OutputError(f"cannot write {stats_path}: {e.strerror or e}") from None
+                raise
     return stats
 
 
