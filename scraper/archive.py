@@ -8,7 +8,7 @@ gzip member of its own and appends what has piled up in one `write` to an
 unbuffered file. zlib and the file write release the GIL, so the event loop
 keeps running while the archive is compressed.
 
-The records' guarantee (SPEC 10): the pipeline awaits `Archive.synced()` before
+The records' guarantee (SPEC 10): the engine awaits `Archive.synced()` before
 it writes a page's record, so an ok record's final response is always on disk
 before the record is. That wait is also the archive's backpressure: the queue
 never holds more than the exchanges of the fetch tasks alive, which the

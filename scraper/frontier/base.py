@@ -1,4 +1,4 @@
-"""The Frontier seam: everything the pipeline needs from whatever holds the crawl's state.
+"""The Frontier seam: everything the engine needs from whatever holds the crawl's state.
 
 The pipeline never knows which frontier it has, and asks nothing that is not
 declared here. The in-process one (`MemoryFrontier`) serves one machine; the

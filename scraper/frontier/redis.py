@@ -49,7 +49,7 @@ workers' clocks do not matter.
 
 Exactly once, under SIGKILL
     A record and the release of its URL cannot be two steps that a crash can
-    split, so they are one: the pipeline hands the record's line to `record`,
+    split, so they are one: the engine hands the record's line to `record`,
     one script that checks the lease still carries this worker's token,
     releases it, counts the URL done and appends the line to the worker's
     outbox list, all or nothing. A worker whose lease ran out (it stalled, or
@@ -216,7 +216,7 @@ class RedisFrontier(Frontier):
         self._connect_lock = asyncio.Lock()
         self._started = False
         self._leases: dict[str, tuple[bytes, int]] = {}  # url -> (fingerprint, token) of what this worker holds
-        self._taken: deque[Item] = deque()  # taken from Redis, not yet handed to the pipeline
+        self._taken: deque[Item] = deque()  # taken from Redis, not yet handed to the engine
         self._wake = asyncio.Event()
         self._seeds_closed = False
         self._seeds_pushed = False
