@@ -71,6 +71,10 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))  # the lazy names too (a notebook's completion)
+
 __all__ = [
     "Config",
     "ConfigError",
