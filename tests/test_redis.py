@@ -57,6 +57,7 @@ class Site:
         self.pages = pages
         self.delay = delay
         self.by_worker: Counter[str] = Counter()
+        self.by_path: Counter[str] = Counter()
         self.in_flight: Counter[str] = Counter()
         self.most_workers_in_flight = 0  # distinct workers with a request in flight at one time
         self.server: Server | None = None
@@ -72,6 +73,7 @@ class Site:
     async def handler(self, request: web.Request) -> web.Response:
         worker = request.headers.get("User-Agent", "").split("/")[0]
         self.by_worker[worker] += 1
+        self.by_path[request.path] += 1
         self._served.set()
         self.in_flight[worker] += 1
         self.most_workers_in_flight = max(self.most_workers_in_flight, sum(1 for n in self.in_flight.values() if n))
@@ -238,7 +240,9 @@ async def test_max_pages_holds_over_all_workers(serve: Any, redis_server: RedisS
     assert [code for code, _ in results] == [0, 0, 0], results
     assert site.total == 60  # the server saw exactly N page fetches
     urls = union(out)
-    assert len(urls) == len(set(urls)) == 60  # each got its record, once
+    fetched = {site.server.url(path) for path in site.by_path}
+    assert len(urls) == len(set(urls)), "a page recorded twice"
+    assert set(urls) == fetched, (fetched - set(urls), set(urls) - fetched, site.by_path.most_common(3), results)
 
 
 def own_seeds(site: Site, k: int) -> list[str]:
@@ -391,6 +395,51 @@ async def test_a_worker_whose_lease_ran_out_cannot_record(redis_server: RedisSer
     assert await b.next() is None  # the crawl is over
     await b.close()
     assert [r["url"] for rs in shards(tmp_path).values() for r in rs] == ["from b"]
+
+
+async def test_a_late_record_counts_when_it_comes_first(redis_server: RedisServer, tmp_path: Path):
+    """A stalled worker's lease ran out: its record still counts while nobody has recorded the URL."""
+    name = job()
+    a = frontier(redis_server, name, tmp_path, "a", lease=0.3)
+    first, second = await seeded(a, 2)
+    a.close_seeds()
+    await a.link.close()  # a stalls: no heartbeat, both leases run out
+    b = frontier(redis_server, name, tmp_path, "b", lease=0.3)
+    b.close_seeds()
+    taken = [await asyncio.wait_for(b.next(), 5) for _ in range(2)]  # both back in pending, and b takes them
+    assert {t.url for t in taken if t is not None} == {first.url, second.url}
+    assert await a.record(first, line(first.url + "#a"))  # a comes first: b holds it, but a's record counts
+    assert await b.record(taken[1] if taken[1].url == second.url else taken[0], line(second.url + "#b"))
+    assert not await a.record(second, line(second.url + "#a"))  # b came first
+    assert not await b.record(next(t for t in taken if t.url == first.url), line(first.url + "#b"))
+    await a.close()
+    assert await b.next() is None  # nothing outstanding: each URL recorded once
+    await b.close()
+    assert sorted(union(tmp_path)) == sorted([first.url + "#a", second.url + "#b"])
+    assert_job_clean(redis_server, name)
+
+
+async def test_a_late_record_takes_its_url_out_of_pending(redis_server: RedisServer, tmp_path: Path):
+    """Nobody took the URL again (max_pages spent, say): the late record is kept, and the crawl can end."""
+    name = job()
+    a = frontier(redis_server, name, tmp_path, "a", lease=0.3)
+    [item] = await seeded(a, 1)
+    a.close_seeds()
+    await a.link.close()  # a stalls: no heartbeat, its lease runs out
+    b = frontier(redis_server, name, tmp_path, "b", lease=0.3)
+    b.close_seeds()
+    taken = await asyncio.wait_for(b.next(), 5)
+    assert taken is not None and taken.url == item.url
+    await b.release(taken)  # b has no fetch left for it (max_pages spent): back to pending
+    r: Any = redis_server.client()
+    assert r.zcard(f"scraper:{{{name}}}:pending") == 1
+    assert await a.record(item, line(item.url))  # a's fetch keeps its record
+    assert r.zcard(f"scraper:{{{name}}}:pending") == 0
+    await a.close()
+    assert await asyncio.wait_for(b.next(), 5) is None  # nothing outstanding: the crawl is over
+    await b.close()
+    assert union(tmp_path) == [item.url]
+    assert_job_clean(redis_server, name)
 
 
 async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_by_an_adopter(

@@ -50,11 +50,14 @@ workers' clocks do not matter.
 Exactly once, under SIGKILL
     A record and the release of its URL cannot be two steps that a crash can
     split, so they are one: the engine hands the record's line to `record`,
-    one script that checks the lease still carries this worker's token,
-    releases it, counts the URL done and appends the line to the worker's
-    outbox list, all or nothing. A worker whose lease ran out (it stalled, or
-    Redis thought it dead) is refused: its record is dropped, and the worker
-    that took the URL over records it. A crash before `record` leaves the URL
+    one script that checks no worker has recorded the URL yet, releases its
+    lease, counts the URL done and appends the line to the worker's outbox
+    list, all or nothing. The first record wins: a worker whose lease ran out
+    (it stalled, or Redis thought it dead) still records the URL when it comes
+    first, taking it out of pending or from the worker that took it over (whose
+    record is refused then); a later one is refused and dropped. So a page
+    fetched under `max_pages` keeps its record though no fetch is left to take
+    it again. A crash before `record` leaves the URL
     leased, and it is fetched again after the lease; after `record`, the
     record is in Redis and the URL is done.
 
@@ -215,7 +218,8 @@ class RedisFrontier(Frontier):
         self._output = output
         self._connect_lock = asyncio.Lock()
         self._started = False
-        self._leases: dict[str, tuple[bytes, int]] = {}  # url -> (fingerprint, token) of what this worker holds
+        # url -> (fingerprint, token, member) of what this worker holds
+        self._leases: dict[str, tuple[bytes, int, bytes]] = {}
         self._taken: deque[Item] = deque()  # taken from Redis, not yet handed to the engine
         self._wake = asyncio.Event()
         self._seeds_closed = False
@@ -274,7 +278,7 @@ class RedisFrontier(Frontier):
     async def _renew(self) -> None:
         """The heartbeat's part of the queue: this worker alive, its leases renewed, seeding said done."""
         args: list[Any] = [self.shard, self.link.instance, self.link.lease_ms]
-        for fp, token in list(self._leases.values()):
+        for fp, token, _ in list(self._leases.values()):
             args += (fp, token)
         if await self.link.call("renew", *args) == -1:
             log.warning("worker %s: another live worker took this name over", self.shard)
@@ -287,7 +291,7 @@ class RedisFrontier(Frontier):
         token, self._outstanding = await self._call("add_seed", self.shard, self.link.lease_ms, member)
         if not token:
             return False
-        self._leases[item.url] = (member[:8], int(token))
+        self._leases[item.url] = (member[:8], int(token), member)
         return True
 
     async def add_links(self, items: list[Item]) -> int:
@@ -322,7 +326,7 @@ class RedisFrontier(Frontier):
             ended, self._outstanding = int(reply[0]), int(reply[1])
             for i in range(3, len(reply), 2):
                 item = _item(reply[i + 1])
-                self._leases[item.url] = (reply[i + 1][:8], int(reply[i]))
+                self._leases[item.url] = (reply[i + 1][:8], int(reply[i]), reply[i + 1])
                 self._taken.append(item)
             if self._taken:
                 pause = 0.005
@@ -358,12 +362,15 @@ class RedisFrontier(Frontier):
     async def record(self, item: Item, line: str | None) -> bool:
         """Record `item` (its output line; None: no file) and release it, in one atomic step.
 
-        False: this worker's lease on it ran out and another worker has it now: the
-        record must not be kept (that worker records it).
+        A lease that ran out (a worker slowed down by a loaded machine) still counts
+        when no other worker has recorded the URL yet: the URL, back in pending or
+        taken again, is this worker's record, and the other worker's is refused.
+        So a page that was fetched gets its record even when `max_pages` leaves no
+        fetch for it to be taken again. False: another worker recorded it first.
         """
         held = self._leases.get(item.url)
-        fp, token = held if held is not None else (_fp(item.url), 0)
-        ok = await self._commit(fp, token, line)
+        fp, token, member = held if held is not None else (_fp(item.url), 0, b"")
+        ok = await self._commit(fp, token, line, member)
         if held is not None and self._leases.get(item.url) == held:
             del self._leases[item.url]
         return ok
@@ -372,9 +379,9 @@ class RedisFrontier(Frontier):
         """The record of a URL never leased: kept by the first worker to mark it seen."""
         return await self._commit(_fp(item.url), 0, line)
 
-    async def _commit(self, fp: bytes, token: int, line: str | None) -> bool:
+    async def _commit(self, fp: bytes, token: int, line: str | None, member: bytes = b"") -> bool:
         data = line.encode("utf-8", "replace") if line is not None else b""
-        ok = await self._call("commit", self.shard, fp, token, data, 1 if line is not None else 0)
+        ok = await self._call("commit", self.shard, fp, token, data, 1 if line is not None else 0, member)
         if ok and line is not None and self.writer is not None:
             self.writer.mark_dirty()
         return bool(ok)
@@ -386,7 +393,7 @@ class RedisFrontier(Frontier):
         """
         held = self._leases.pop(item.url, None)
         if held is not None:
-            await self._call("give_back", *held)
+            await self._call("give_back", *held[:2])
 
     async def flush(self) -> None:
         if self.writer is not None and self._started:
@@ -426,7 +433,7 @@ class RedisFrontier(Frontier):
             if self.writer is not None:
                 await self.writer.stop()  # no flush in the background from here: the last ones are ours
             await self._push_seeds_closed()
-            held = [x for pair in self._leases.values() for x in pair]
+            held = [x for fp, token, _ in self._leases.values() for x in (fp, token)]
             self._leases.clear()
             self._taken.clear()
             for i in range(0, len(held), 512):
