@@ -187,14 +187,41 @@ def _nan_is_negative(value: Any) -> Any:
     return value
 
 
+def _finite(value: float) -> float:
+    # inf seconds would never elapse: a delay or a backoff that stalls the run forever,
+    # a timeout that no longer caps a hostile server
+    if value == float("inf"):
+        raise _fail("must be a finite number of seconds, not inf")
+    return value
+
+
+# a header name is an RFC 9110 token; a value holds no CR, LF or NUL (they would split the request)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise _fail(f"has a bad header name {name!r}")
+        if any(c in value for c in "\r\n\0"):
+            raise _fail(f"has a bad value for header {name!r}: it holds a line break or NUL")
+    return headers
+
+
+def _no_line_break(value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise _fail(f"must not hold a line break or NUL, not {value!r}")
+    return value
+
+
 # the kinds of value config.toml has: a list (any sequence in code) of strings or whole numbers
 Strings = Annotated[tuple[Annotated[str, Strict()], ...], Field(strict=False)]
 Regexes = Annotated[Strings, AfterValidator(_regexes)]
 Wholes = Annotated[tuple[Annotated[int, Strict()], ...], Field(strict=False)]
 AtLeast1 = Annotated[int, Field(ge=1)]
 NotNegative = Annotated[int, Field(ge=0)]
-Seconds = Annotated[float, BeforeValidator(_nan_is_negative), Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(_nan_is_negative), Field(ge=0), AfterValidator(_finite)]
+Positive = Annotated[float, Field(gt=0), AfterValidator(_finite)]
 
 
 @_section("fetch")
@@ -206,8 +233,8 @@ class FetchConfig:
     connect_timeout: Positive = 10.0
     max_bytes: AtLeast1 = 10_000_000
     max_redirects: NotNegative = 10
-    user_agent: Annotated[str, AfterValidator(_not_empty)] = f"scraper/{__version__}"
-    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    user_agent: Annotated[str, AfterValidator(_not_empty), AfterValidator(_no_line_break)] = f"scraper/{__version__}"
+    headers: Annotated[dict[str, str], AfterValidator(_headers)] = dataclasses.field(default_factory=dict)
     proxy: Annotated[str, AfterValidator(_proxy)] = ""
     verify_tls: bool = True
     obey_robots: bool = True

@@ -123,8 +123,13 @@ class ParsePool:
         load the `extract` function (its module does not import there) is a
         ConfigError, raised here.
         """
-        executor = self._current()
-        done = [executor.submit(_ready) for _ in range(self.workers)]
+        try:
+            executor = self._current()
+            done = [executor.submit(_ready) for _ in range(self.workers)]
+        except RuntimeError:
+            if self._closed:  # the run ended (nothing to parse) before the workers were up: nothing to start
+                return
+            raise
         try:
             errors = {f.result() for f in done} - {None}
         except (BrokenProcessPool, concurrent.futures.CancelledError):
