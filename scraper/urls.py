@@ -166,6 +166,8 @@ _PLAIN_URL = re.compile(
     r"(?:\?[A-Za-z0-9\-._~!$&'()*+,;=:@/?]+)?(?:#[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?"
 )
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+#: characters no host name holds (WHATWG's forbidden host code points that yarl lets through): "exa mple.com"
+_BAD_HOST = re.compile(r"[\x00-\x20\x7f<>^|\\\"`{}%]")
 
 
 def _plain(url: str) -> re.Match[str] | None:
@@ -205,7 +207,7 @@ def _normalize(url: str | URL, *, query: str | None = None) -> str | None:
             u = URL(url)
             query = raw_query(url)
             path = urlsplit(url).path
-        if u.scheme not in ("http", "https") or not u.host:
+        if u.scheme not in ("http", "https") or not u.host or _BAD_HOST.search(u.host):
             return None
         if u.fragment or u.raw_fragment:
             u = u.with_fragment(None)

@@ -5,6 +5,8 @@ Each test states the sentence of SPEC.md it holds the product to.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from scraper import ConfigError, load_config
@@ -71,3 +73,24 @@ def test_pool_start_after_close_is_quiet():
     pool.close()
     pool.start()  # returns, starts nothing
     assert pool._executor is None
+
+
+@pytest.mark.parametrize("url", ["http://exa mple.com/", "http://ex%20ample.com/", "https://a<b>.org/"])
+def test_a_host_with_forbidden_characters_is_not_a_url(url):
+    """SPEC 3: a line that is not an http(s) URL is not fetched (a host name holds no space, `<`, `%`)."""
+    from scraper.urls import normalize
+
+    assert normalize(url) is None
+
+
+async def test_cli_host_with_a_space_is_invalid_url_with_its_line(tmp_path):
+    """SPEC 3: such a line gets an `invalid_url` record saying `line N`, and is never looked up."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("# a comment\nhttp://exa mple.com/page\n")
+    result = await run_cli(str(urls), "--output", "-", "-q", cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    record = json.loads(line)
+    assert record["url"] == "http://exa mple.com/page"
+    assert record["error"]["kind"] == "invalid_url" and "line 2" in record["error"]["message"]
+    assert (record["status"], record["attempts"], record["final_url"]) == (None, 0, None)
