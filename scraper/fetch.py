@@ -9,8 +9,8 @@ trying again would only repeat them. A URL waiting out its backoff holds no
 slot of any kind.
 
 Every attempt follows redirects by hand, so that each hop is checked (only
-http and https; no hop from a public host to a private address) and each hop
-counts against its own host's limits.
+http and https; no hop from a public host to a private address; robots.txt,
+through the caller's `hop_check`) and each hop counts against its own host's limits.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -124,6 +124,10 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
+#: Asked before a redirect hop is requested: None to go on, else the error that ends the fetch
+#: (robots.txt disallows the target, or cannot be had). robots.txt's own fetch has none.
+HopCheck = Callable[[str], Awaitable[PageError | None]]
+
 #: Called after every request that got a response head (each attempt, each redirect hop,
 #: robots.txt too) with that response, its body read or abandoned, and the hop's result.
 ExchangeHook = Callable[[aiohttp.ClientResponse, FetchResult], None]
@@ -222,6 +226,7 @@ class Fetcher:
         truncate: bool = False,
         headers: Mapping[str, str] | None = None,
         headers_at: str | None = None,
+        hop_check: HopCheck | None = None,
     ) -> FetchResult:
         """Fetch `url` with retries. Never raises for a network or HTTP failure: see `.error`.
 
@@ -243,6 +248,7 @@ class Fetcher:
                 truncate=truncate,
                 headers=headers,
                 headers_at=url if headers_at is None else headers_at,
+                hop_check=hop_check,
             )
 
         result = await attempt()
@@ -294,6 +300,7 @@ class Fetcher:
         truncate: bool,
         headers: Mapping[str, str] | None = None,
         headers_at: str | None = None,
+        hop_check: HopCheck | None = None,
     ) -> FetchResult:
         result = FetchResult(url=url)
         current = url
@@ -305,6 +312,9 @@ class Fetcher:
                 if not allow_private and _is_ip(host) and not self._is_public(host):
                     result.final_url = current
                     return _fail(result, "blocked", f"refused to connect to non-public address {host}")
+                if hop and hop_check is not None and (refused := await hop_check(current)) is not None:
+                    result.final_url = current  # never requested; `status` stays the redirect's
+                    return _fail(result, refused.kind, f"redirect to {current[:200]}: {refused.message}")
                 extra = headers if current == headers_at else None
                 location = await self._hop(result, current, target, host, allow_private, max_bytes, truncate, extra)
                 head, result.head = result.head, None

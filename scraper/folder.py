@@ -172,7 +172,9 @@ async def rebuild(
         await frontier.mark_seen(record["url"])
         tally.add_record(record)
         error = record.get("error")
-        if not (isinstance(error, dict) and error.get("kind") in ("invalid_url", "robots")):
+        # a robots record with attempts was a fetch whose redirect robots.txt refused: it used one
+        unrequested = isinstance(error, dict) and error.get("kind") in ("invalid_url", "robots")
+        if not (unrequested and not record.get("attempts")):
             used += 1
     link_filter = LinkFilter(crawl.same_host, crawl.allow, crawl.deny)
     pending: list[Item] = []

@@ -14,7 +14,7 @@ from scraper.config import Config, FetchConfig
 from scraper.parse import Parser
 from scraper.pool import ParsePool
 from scraper.urls import LinkFilter
-from tests.conftest import run_cli
+from tests.conftest import config, html, page_handler, run_cli
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,67 @@ async def test_cli_host_with_a_space_is_invalid_url_with_its_line(tmp_path):
     assert record["url"] == "http://exa mple.com/page"
     assert record["error"]["kind"] == "invalid_url" and "line 2" in record["error"]["message"]
     assert (record["status"], record["attempts"], record["final_url"]) == (None, 0, None)
+
+
+async def test_a_redirect_into_what_robots_txt_disallows_is_not_followed(serve, tmp_path):
+    """SPEC 4/6 (obey_robots, RFC 9309): robots.txt holds for every URL the crawl requests, a redirect's too.
+
+    The redirect's own response is the record's `status`; its target is never requested.
+    """
+    from aiohttp import web
+
+    from scraper import Scraper
+
+    async def robots(request: web.Request) -> web.Response:
+        return web.Response(text="User-agent: *\nDisallow: /private\n")
+
+    target = await serve({"/robots.txt": robots, "/private/page": page_handler(html("secret")),
+                          "/public": page_handler(html("p"))})
+
+    async def to_private(request: web.Request) -> web.Response:
+        raise web.HTTPFound(target.url("/private/page"))
+
+    async def to_public(request: web.Request) -> web.Response:
+        raise web.HTTPFound(target.url("/public"))
+
+    origin = await serve({"/go": to_private, "/ok": to_public})
+    c = config(tmp_path, fetch={"obey_robots": True})
+    async with Scraper(c) as s:
+        pages = {p.url: p async for p in s.crawl([origin.url("/go"), origin.url("/ok")])}
+    refused = pages[origin.url("/go")]
+    assert refused.error is not None and refused.error.kind == "robots"
+    assert target.url("/robots.txt") in refused.error.message
+    assert (refused.status, refused.final_url, refused.attempts, refused.ok) == (
+        302, target.url("/private/page"), 1, False)
+    assert target.requests("/private/page") == 0
+    assert target.requests("/robots.txt") == 1
+    followed = pages[origin.url("/ok")]
+    assert followed.ok and followed.final_url == target.url("/public")
+
+
+async def test_resume_counts_a_redirect_refused_by_robots_against_max_pages(serve, tmp_path):
+    """SPEC 3: `max_pages` counts the records already in the output; such a record was a page fetch."""
+    from aiohttp import web
+
+    async def robots(request: web.Request) -> web.Response:
+        return web.Response(text="User-agent: *\nDisallow: /private\n")
+
+    async def to_private(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/private/x")
+
+    site = await serve({"/robots.txt": robots, "/go": to_private, "/a": page_handler(html("a")),
+                        "/b": page_handler(html("b"))})
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{site.url('/go')}\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[crawl]\nmax_pages = 1\n")
+    out = tmp_path / "out"
+    first = await run_cli(str(urls), "--config", str(cfg), "--output", str(out), "-q")
+    assert first.code == 0, first.stderr
+    urls.write_text(f"{site.url('/go')}\n{site.url('/a')}\n{site.url('/b')}\n")
+    again = await run_cli(str(urls), "--config", str(cfg), "--output", str(out), "-q", "--resume")
+    assert again.code == 0, again.stderr
+    records = [json.loads(line) for line in (out / "pages.jsonl").read_text().splitlines()]
+    assert [r["url"] for r in records] == [site.url("/go")]
+    assert records[0]["error"]["kind"] == "robots" and records[0]["attempts"] == 1
+    assert site.requests("/a") == site.requests("/b") == site.requests("/private/x") == 0
