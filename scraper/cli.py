@@ -51,6 +51,13 @@ def _whole(minimum: int) -> Callable[[str], int]:
 _positive, _non_negative = _whole(1), _whole(0)
 
 
+def _folder(value: str) -> str:
+    """An argparse type: a folder name, or "-" (stdout); an empty one is a slip, not the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m scraper",
@@ -61,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("urls_file", metavar="URLS_FILE", help='one URL a line; "-" reads standard input')
     p.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml when it exists)")
-    p.add_argument("--output", metavar="DIR", help="output folder (overrides [output].dir)")
+    p.add_argument("--output", metavar="DIR", type=_folder, help="output folder (overrides [output].dir)")
     p.add_argument("--format", choices=("jsonl", "csv"), help="output format (overrides [output].format)")
     p.add_argument("--concurrency", type=_positive, metavar="N", help="requests in flight in all ([fetch].concurrency)")
     p.add_argument("--per-host", type=_positive, metavar="N", help="requests in flight to one host ([fetch].per_host)")

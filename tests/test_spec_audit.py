@@ -158,3 +158,12 @@ async def test_resume_counts_a_redirect_refused_by_robots_against_max_pages(serv
     assert [r["url"] for r in records] == [site.url("/go")]
     assert records[0]["error"]["kind"] == "robots" and records[0]["attempts"] == 1
     assert site.requests("/a") == site.requests("/b") == site.requests("/private/x") == 0
+
+
+async def test_cli_empty_output_names_the_flag(tmp_path):
+    """SPEC 3: a bad flag value is exit 2 with one line naming the flag."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("http://127.0.0.1:9/\n")
+    result = await run_cli(str(urls), "--output", "", cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.strip().splitlines() == ["scraper: error: argument --output: must not be empty (see --help)"]
