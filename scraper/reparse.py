@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from .cli import _check_env, _fail, _Parser, execute
+from .cli import _check_env, _fail, _folder, _Parser, execute
 from .config import Config, load_config
 from .errors import ConfigError
 from .pipeline import Scraper
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with this config's [parse] settings, sending no request; write one record per record to DST_DIR.",
     )
     p.add_argument("src", metavar="SRC_DIR", help="the crawl's output folder (records and pages.warc.gz)")
-    p.add_argument("--output", metavar="DST_DIR", required=True, help="where the new records go")
+    p.add_argument("--output", metavar="DST_DIR", required=True, type=_folder, help="where the new records go")
     p.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml when it exists)")
     p.add_argument("--format", choices=("jsonl", "csv"), help="output format (overrides [output].format)")
     mode = p.add_mutually_exclusive_group()

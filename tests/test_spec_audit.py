@@ -167,3 +167,9 @@ async def test_cli_empty_output_names_the_flag(tmp_path):
     result = await run_cli(str(urls), "--output", "", cwd=tmp_path)
     assert result.code == 2
     assert result.stderr.strip().splitlines() == ["scraper: error: argument --output: must not be empty (see --help)"]
+
+
+async def test_reparse_empty_output_names_the_flag(tmp_path):
+    result = await run_cli("reparse", str(tmp_path), "--output", "", cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.strip().splitlines() == ["scraper: error: argument --output: must not be empty (see --help)"]
