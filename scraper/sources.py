@@ -74,11 +74,25 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
         yield chunk
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 async def _numbered_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
-    """Lines (LF or CRLF) with their 1-based numbers, from a stream of chunks."""
+    """Lines (LF or CRLF) with their 1-based numbers, from a stream of chunks.
+
+    A UTF-8 byte-order mark at the start (a file saved by Notepad) is dropped, as
+    Python's `utf-8-sig` does: it is not part of the first URL.
+    """
     lineno = 0
     rest = b""
+    first = True
     async for chunk in chunks:
+        if first:
+            rest += chunk
+            if len(rest) < len(_BOM) and _BOM.startswith(rest):
+                continue  # too short yet to tell
+            first = False
+            chunk, rest = rest.removeprefix(_BOM), b""
         lines = (rest + chunk).split(b"\n")
         rest = lines.pop()
         for line in lines:

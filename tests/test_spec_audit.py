@@ -173,3 +173,34 @@ async def test_reparse_empty_output_names_the_flag(tmp_path):
     result = await run_cli("reparse", str(tmp_path), "--output", "", cwd=tmp_path)
     assert result.code == 2
     assert result.stderr.strip().splitlines() == ["scraper: error: argument --output: must not be empty (see --help)"]
+
+
+@pytest.mark.parametrize("via_stdin", [False, True])
+async def test_urls_file_with_a_byte_order_mark(serve, tmp_path, via_stdin):
+    """SPEC 3: one URL a line. A UTF-8 BOM (a file saved by Notepad) is not part of the first URL."""
+    site = await serve({"/a": page_handler(html("A"))})
+    data = b"\xef\xbb\xbf" + f"{site.url('/a')}\r\nftp://x/\r\n".encode()
+    urls = tmp_path / "urls.txt"
+    urls.write_bytes(data)
+    args = ("-", "--output", "-", "-q") if via_stdin else (str(urls), "--output", "-", "-q")
+    result = await run_cli(*args, cwd=tmp_path, stdin=data if via_stdin else None)
+    assert result.code == 0, result.stderr
+    records = {r["url"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert records[site.url("/a")]["title"] == "A"
+    assert records["ftp://x/"]["error"]["message"].startswith("line 2:")
+    assert len(records) == 2
+
+
+async def test_numbered_lines_bom_split_across_chunks():
+    from scraper.sources import _numbered_lines
+
+    async def chunks(*parts: bytes):
+        for part in parts:
+            yield part
+
+    got = [x async for x in _numbered_lines(chunks(b"\xef", b"\xbb", b"\xbfhttp://a/\nhttp://b/"))]
+    assert got == [(1, b"http://a/"), (2, b"http://b/")]
+    got = [x async for x in _numbered_lines(chunks(b"\xef\xbb"))]  # not a whole BOM: kept, as bytes to judge
+    assert got == [(1, b"\xef\xbb")]
+    got = [x async for x in _numbered_lines(chunks(b"h", b"ttp://a/\n"))]
+    assert got == [(1, b"http://a/")]
