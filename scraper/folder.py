@@ -8,7 +8,7 @@ go ahead says so before it writes anything, and before any request:
    `--overwrite` exclude each other; without either, an existing output (in
    either format) is not written over; a resume in the other format is refused.
 2. `prepare`: the folder is made; `--overwrite` removes the earlier crawl's
-   records, stats, archive and html/.
+   records, stats, archive, report.html and html/.
 3. `read_back` (`--resume`): the records must carry this configuration's
    columns and the recrawl keys; a torn last line is cut off; the crawl's
    seen set, counts and pending links are rebuilt from the records alone
@@ -84,7 +84,8 @@ class OutputFolder:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             if overwrite:
-                for p in (self.pages, self.other, self.stats, self.warc):
+                # report.html too: left behind, it would describe the crawl just replaced
+                for p in (self.pages, self.other, self.stats, self.warc, self.dir / "report.html"):
                     p.unlink(missing_ok=True)
                 shutil.rmtree(self.dir / "html", ignore_errors=True)
         except OSError as e:

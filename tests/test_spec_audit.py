@@ -204,3 +204,23 @@ async def test_numbered_lines_bom_split_across_chunks():
     assert got == [(1, b"\xef\xbb")]
     got = [x async for x in _numbered_lines(chunks(b"h", b"ttp://a/\n"))]
     assert got == [(1, b"http://a/")]
+
+
+async def test_overwrite_replaces_the_whole_output(serve, tmp_path):
+    """SPEC 3: `--overwrite` starts over, replacing DIR's output: no file of the earlier crawl is left."""
+    site = await serve({"/a": page_handler(html("A")), "/b": page_handler(html("B"))})
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{site.url('/a')}\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[fetch]\nobey_robots = false\n[output]\nreport = true\nsave_html = true\nwarc = true\n")
+    out = tmp_path / "out"
+    first = await run_cli(str(urls), "--config", str(cfg), "--output", str(out), "-q")
+    assert first.code == 0, first.stderr
+    assert {p.name for p in out.iterdir()} == {"pages.jsonl", "stats.json", "report.html", "html", "pages.warc.gz"}
+    urls.write_text(f"{site.url('/b')}\n")
+    plain = tmp_path / "plain.toml"
+    plain.write_text("[fetch]\nobey_robots = false\n")
+    again = await run_cli(str(urls), "--config", str(plain), "--output", str(out), "-q", "--overwrite")
+    assert again.code == 0, again.stderr
+    assert {p.name for p in out.iterdir()} == {"pages.jsonl", "stats.json"}
+    assert [json.loads(line)["url"] for line in (out / "pages.jsonl").read_text().splitlines()] == [site.url("/b")]
