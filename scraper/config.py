@@ -162,6 +162,13 @@ def _proxy(value: str) -> str:
     return value
 
 
+def _redis_url(value: str) -> str:
+    # redis-py's own schemes; anything else would only fail later, at connect, without naming the key
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise _fail(f"must be a redis://, rediss:// or unix:// URL, not {value!r}")
+    return value
+
+
 def _statuses(statuses: tuple[int, ...]) -> tuple[int, ...]:
     for status in statuses:
         if not 100 <= status <= 599:
@@ -302,7 +309,7 @@ class OutputConfig:
 @_section("frontier")
 class FrontierConfig:
     backend: Annotated[str, _one_of("memory", "redis")] = "memory"
-    url: str = "redis://127.0.0.1:6379/0"
+    url: Annotated[str, AfterValidator(_redis_url)] = "redis://127.0.0.1:6379/0"
     job: str = "default"
     lease: Positive = 60.0
 

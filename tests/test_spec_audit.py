@@ -32,6 +32,8 @@ from tests.conftest import config, html, page_handler, run_cli
         ('[fetch]\nheaders = { "bad name" = "x" }', "fetch.headers"),
         ('[fetch]\nheaders = { "X-A" = "a\\nb" }', "fetch.headers"),
         ('[fetch]\nuser_agent = "bot\\r\\nX-Evil: 1"', "fetch.user_agent"),
+        ('[frontier]\nurl = "localhost:6379"', "frontier.url"),
+        ('[frontier]\nurl = ""', "frontier.url"),
     ],
 )
 def test_impossible_values_name_key_and_file(tmp_path, text, key):
