@@ -373,6 +373,8 @@ def scrape(
     (`concurrency=64`, `depth=1`). Inside a running event loop (a notebook, an
     async web handler) the crawl runs on a thread of its own, with its own loop.
     """
+    if isinstance(urls, str):  # list("https://...") would be one invalid URL per character
+        raise TypeError("scrape() takes an iterable of URLs, not one string: wrap it in a list")
     config = (config or Config()).replace(**overrides) if overrides else (config or Config())
     urls = list(urls)
     if extract is not None:

@@ -226,3 +226,11 @@ async def test_overwrite_replaces_the_whole_output(serve, tmp_path):
     assert again.code == 0, again.stderr
     assert {p.name for p in out.iterdir()} == {"pages.jsonl", "stats.json"}
     assert [json.loads(line)["url"] for line in (out / "pages.jsonl").read_text().splitlines()] == [site.url("/b")]
+
+
+def test_scrape_refuses_one_string_as_crawl_does():
+    """SPEC 7: `scrape(urls, ...)` takes URLs; one string is a slip, not one URL per character."""
+    import scraper
+
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        scraper.scrape("http://127.0.0.1:9/")
