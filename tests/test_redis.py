@@ -448,6 +448,8 @@ async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_by_
     name = job()
     a = frontier(redis_server, name, tmp_path, "a")
     items = await seeded(a, 5)
+    assert a.writer is not None
+    await a.writer.stop()  # the flushes are the test's own from here, so none races the one it stages
     for item in items[:3]:
         assert await a.record(item, line(item.url))
     # a's flush: the batch moves to flushing:a and is appended (the last line torn)...
@@ -474,6 +476,8 @@ async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_on_
     name = job()
     a = frontier(redis_server, name, tmp_path, "a")
     items = await seeded(a, 4)
+    assert a.writer is not None
+    await a.writer.stop()  # the flushes are the test's own from here, so none races the one it stages
     for item in items[:2]:
         assert await a.record(item, line(item.url))
     await a.flush()  # two records safely in the shard
@@ -490,6 +494,32 @@ async def test_a_crash_between_shard_append_and_its_confirmation_is_repaired_on_
     await again.close()
     assert list(shards(tmp_path)) == ["pages-a.jsonl"]
     assert_exactly_once(tmp_path, {i.url for i in items})
+    assert_job_clean(redis_server, name)
+
+
+async def test_a_confirmation_cut_short_is_not_taken_for_an_unconfirmed_append(
+    redis_server: RedisServer, tmp_path: Path
+):
+    """A flush cancelled while Redis confirmed it: the next flush asks Redis before cutting the shard."""
+    name = job()
+    a = frontier(redis_server, name, tmp_path, "a")
+    items = await seeded(a, 3)
+    assert a.writer is not None
+    await a.writer.stop()  # the flushes are the test's own from here
+    assert await a.record(items[0], line(items[0].url))
+    await a.flush()
+    assert await a.record(items[1], line(items[1].url))
+    # a flush of items[1] whose confirmation ran in Redis, but whose caller was cancelled before it heard
+    batch = await a.writer.take_batch()
+    fd = await a.writer.open()
+    os.write(fd, b"".join(batch))
+    await a.link.call("flush_end", "a", os.fstat(fd).st_size)
+    assert await a.record(items[2], line(items[2].url))
+    await a.flush()  # must not cut items[1] off as if it were unconfirmed
+    a.close_seeds()
+    assert await a.next() is None
+    await a.close()
+    assert [r["url"] for r in read_jsonl(tmp_path / "pages-a.jsonl")] == [i.url for i in items]
     assert_job_clean(redis_server, name)
 
 
@@ -532,6 +562,8 @@ async def test_an_unfinished_batch_in_a_shard_nobody_can_see_stays_in_redis(
     name = job()
     a = frontier(redis_server, name, tmp_path / "machine-a", "a")
     items = await seeded(a, 4)
+    assert a.writer is not None
+    await a.writer.stop()  # the flushes are the test's own from here, so none races the one it stages
     for item in items:
         assert await a.record(item, line(item.url))
     assert a.writer is not None

@@ -46,6 +46,7 @@ class ShardWriter:
         self._committed = 0  # bytes of the shard that Redis knows are whole records
         self._dirty = True  # lines may wait in Redis (a previous life under this name)
         self._appending: asyncio.Future[None] | None = None  # an append under way in a thread
+        self._size_key = link.prefix + "size:" + link.worker
         self._flusher = Periodic(f"worker {link.worker}: flushing its shard", FLUSH_EVERY, self._flush_if_dirty,
                                  keep_going=True)
 
@@ -129,9 +130,18 @@ class ShardWriter:
                 lines = await self.take_batch()
                 if not lines:
                     return
+                if self._fd is None:
+                    await self._open()
+                    # locked only now: a worker that took this one for dead may have adopted that batch
+                    lines = await self.take_batch()
+                    if not lines:
+                        return
                 fd = await self._open()
                 try:
                     size = os.fstat(fd).st_size
+                    if size > self._committed:
+                        # a confirmation cut short leaves our count behind Redis's: ask before cutting
+                        self._committed = int(await self._link.command("get", self._size_key) or 0)
                     if size > self._committed:  # an append of ours that was not confirmed: cut it, write again
                         os.ftruncate(fd, self._committed)
                     elif size < self._committed:
