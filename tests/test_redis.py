@@ -523,6 +523,43 @@ async def test_a_confirmation_cut_short_is_not_taken_for_an_unconfirmed_append(
     assert_job_clean(redis_server, name)
 
 
+async def test_a_flush_after_a_cancelled_one_waits_for_its_append(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The run's periodic flush cancelled mid-append, then the background one: the batch is written once."""
+    started, release = threading.Event(), threading.Event()
+    real_append = redis_shard._append
+
+    def held_append(fd: int, data: bytes) -> None:
+        if not started.is_set():  # the first append waits until the test lets it go
+            started.set()
+            release.wait(30)
+        real_append(fd, data)
+
+    monkeypatch.setattr(redis_shard, "_append", held_append)
+    name = job()
+    a = frontier(redis_server, name, tmp_path, "a")
+    items = await seeded(a, 2)
+    assert a.writer is not None
+    await a.writer.stop()  # the flushes are the test's own from here
+    for item in items:
+        assert await a.record(item, line(item.url))
+    first = asyncio.ensure_future(a.flush())
+    assert await asyncio.to_thread(started.wait, 30)
+    first.cancel()  # as the end of a run cancels its periodic flush
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    second = asyncio.ensure_future(a.flush())
+    await asyncio.sleep(0.2)  # the second flush runs meanwhile: without waiting, it appends the batch again
+    release.set()
+    await second
+    a.close_seeds()
+    assert await a.next() is None
+    await a.close()
+    assert [r["url"] for r in read_jsonl(tmp_path / "pages-a.jsonl")] == [i.url for i in items]
+    assert_job_clean(redis_server, name)
+
+
 async def test_a_flush_cut_short_by_a_stop_lands_before_the_shard_is_given_up(
     redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

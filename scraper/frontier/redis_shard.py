@@ -126,6 +126,7 @@ class ShardWriter:
         """Move the outbox to the shard, a batch at a time."""
         async with self._lock:
             self._dirty = False
+            await self._appended()
             while True:
                 lines = await self.take_batch()
                 if not lines:
@@ -163,10 +164,15 @@ class ShardWriter:
         it can never land after the shard is closed, and so after that repair.
         """
         await self._flusher.stop(timeout=max(1.0, 2 * self._link.lease))
-        appending, self._appending = self._appending, None
-        if appending is not None:
-            with contextlib.suppress(OSError):  # the flush reported it, or the next holder repairs it
-                await appending
+        await self._appended()
+
+    async def _appended(self) -> None:
+        """Wait for the append of a flush that was cancelled (its thread goes on): a flush that did not
+        wait would find the shard not grown yet, and append the same batch a second time."""
+        if self._appending is not None:
+            with contextlib.suppress(OSError):  # the flush reported it, or the next flush repairs it
+                await asyncio.shield(self._appending)
+            self._appending = None
 
     # --- dead workers' lines ---------------------------------------------------------------
 
