@@ -487,21 +487,17 @@ class Engine:
     async def _fetch(self, item: Item, earlier: Earlier | None) -> FetchResult:
         """Fetch `item`, conditionally when the earlier crawl left validators for it (SPEC 9)."""
         kw: dict[str, Any] = {}
-        headers = earlier.headers() if earlier is not None else None
         if self.robots is not None:  # a redirect's target obeys robots.txt too
             robots, private = self.robots, item.allow_private
             kw["hop_check"] = lambda url: robots.check(url, allow_private=private)
-        if not headers:
-            return await self.fetcher.fetch(item.url, allow_private=item.allow_private, **kw)
-        at = item.url
-        if earlier is not None and earlier.redirected:  # the validators are those of the URL it redirected to
-            record = await asyncio.to_thread(self.since.record, earlier)  # type: ignore[union-attr]
-            at = record.get("final_url") if record is not None else None
-        if not at:
-            return await self.fetcher.fetch(item.url, allow_private=item.allow_private, **kw)
-        return await self.fetcher.fetch(
-            item.url, allow_private=item.allow_private, headers=headers, headers_at=at, **kw
-        )
+        if earlier is not None and (headers := earlier.headers()):
+            at: str | None = item.url
+            if earlier.redirected:  # the validators are those of the URL it redirected to
+                record = await asyncio.to_thread(self.since.record, earlier)  # type: ignore[union-attr]
+                at = record.get("final_url") if record is not None else None
+            if at:
+                kw.update(headers=headers, headers_at=at)
+        return await self.fetcher.fetch(item.url, allow_private=item.allow_private, **kw)
 
     async def _not_modified(self, item: Item, result: FetchResult, earlier: Earlier) -> bool:
         """Record a 304: the earlier record's parsed keys carried over, its links followed as if fetched.

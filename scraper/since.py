@@ -203,20 +203,21 @@ class EarlierCrawl:
         self._validators.append(len(self._pool))
         _pack_validators(self._pool, _text(record.get("etag")), _text(record.get("last_modified")))
 
-    def _insert(self, fp: int, slot_value: int) -> bool:
-        """Put record `slot_value - 1` in the table; False when its URL was there already (it replaces it)."""
+    def _slot(self, fp: int) -> int:
+        """The table's slot for fingerprint `fp`: the one holding it, else the empty one it would take."""
         slots, fps = self._slots, self._fps
         mask = len(slots) - 1
         i = fp & mask
-        while True:
-            held = slots[i]
-            if held == 0:
-                slots[i] = slot_value
-                return True
-            if fps[held - 1] == fp:
-                slots[i] = slot_value
-                return False
+        while (held := slots[i]) != 0 and fps[held - 1] != fp:
             i = (i + 1) & mask
+        return i
+
+    def _insert(self, fp: int, slot_value: int) -> bool:
+        """Put record `slot_value - 1` in the table; False when its URL was there already (it replaces it)."""
+        i = self._slot(fp)
+        new = self._slots[i] == 0
+        self._slots[i] = slot_value
+        return new
 
     def _build_table(self) -> None:
         """The hash table over every record read, sized once: at most 70 % full."""
@@ -234,17 +235,9 @@ class EarlierCrawl:
         """What the earlier crawl's ok record of `url` left for a recrawl; None when it has none."""
         if not self.indexed:
             return None
-        fp = fingerprint(url)
-        slots, fps = self._slots, self._fps
-        mask = len(slots) - 1
-        i = fp & mask
-        while True:
-            held = slots[i]
-            if held == 0:
-                return None
-            if fps[held - 1] == fp:
-                break
-            i = (i + 1) & mask
+        held = self._slots[self._slot(fingerprint(url))]
+        if held == 0:
+            return None
         n = held - 1
         location = self._locations[n]
         etag, last_modified = _unpack_validators(self._pool, self._validators[n])
